@@ -1,0 +1,42 @@
+# make demo  — install (first use), then run the whole DAG on the Fashion-MNIST demo through DVC
+# make test  — install (first use), then run the test suite
+# make ui    — MLflow UI on the runs, bound to 127.0.0.1
+PY      := python3.11
+VENV    := .venv
+BIN     := $(VENV)/bin
+CORES   ?= $(shell nproc)
+FASHION := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
+
+.PHONY: demo test ui install lint clean-results
+
+$(BIN)/activate:
+	$(PY) -m venv $(VENV) || python3 -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+# torch first and pinned: an unpinned resolve would pull a multi-GB CUDA build.
+$(VENV)/.installed: pyproject.toml | $(BIN)/activate
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed
+
+$(FASHION):
+	@echo "Fashion-MNIST is missing. Install it with:"
+	@echo "  sudo apt-get update && sudo apt-get install -y dataset-fashion-mnist"
+	@exit 1
+
+# DVC needs a git repository; `dvc init` once, then `dvc repro` runs the Snakemake DAG.
+demo: install $(FASHION)
+	@test -d .git || git init --quiet
+	@test -d .dvc || $(BIN)/dvc init --quiet
+	PATH=$(abspath $(BIN)):$$PATH DIVDISTILL_CORES=$(CORES) $(BIN)/dvc repro
+
+test: install
+	PATH=$(abspath $(BIN)):$$PATH $(BIN)/pytest -q
+
+lint: install
+	PATH=$(abspath $(BIN)):$$PATH $(BIN)/snakemake --lint
+
+ui: install
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port 5000

@@ -1,0 +1,39 @@
+# divdistill: diversity-driven generative dataset distillation, end to end.
+#   snakemake --cores 8 all                     # the demo (params.yaml)
+#   snakemake --cores 8 all --configfile config/smoke.yaml
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "params.yaml"
+
+
+include: "workflow/rules/common.smk"
+
+
+wildcard_constraints:
+    dataset="[a-z0-9-]+",
+    method="[a-z0-9]+",
+    ipc=rf"\d+|{dd.FULL_IPC}",
+    model="[a-z0-9]+",
+    seed=r"\d+",
+
+
+include: "workflow/rules/data.smk"
+include: "workflow/rules/select.smk"
+include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/report.smk"
+
+
+rule all:
+    input:
+        all_targets(),
+    default_target: True
+
+
+onstart:
+    # Create mlflow.db and every experiment once, before jobs race to do it.
+    from divdistill.tracking import init_tracking
+
+    init_tracking(config["mlflow"])

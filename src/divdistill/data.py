@@ -1,0 +1,177 @@
+"""Datasets: one interface from a name to classes, train images and test images.
+
+A prepared dataset is a folder ``<root>/<name>/`` holding ``train.safetensors``
+and ``test.safetensors`` (``images`` uint8 (N, C, H, W), ``labels`` int64 in
+0..C-1, class-major and in a fixed order) and ``meta.json`` (class names, the
+label of each class in the generator's label space, resolution, channels, split
+sizes). Every downstream job (selection, pretraining, fine-tuning, evaluation)
+reads only this format, so new sources (ImageNet subsets) plug in by writing it.
+
+    divdistill prepare --dataset fashion-hard --out results/data/fashion-hard ...
+"""
+
+from __future__ import annotations
+
+import gzip
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .io import load_tensors, read_json, save_tensors, write_json
+
+FASHION_CLASSES = (
+    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+)
+FASHION_FILES = {
+    "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
+    "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
+}
+FASHION_INSTALL = "sudo apt-get update && sudo apt-get install -y dataset-fashion-mnist"
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """What a dataset name means: its source and which of the source's classes it keeps."""
+
+    name: str
+    source: str  # key of SOURCES: how raw images are read
+    class_ids: tuple  # the classes in the source's own terms (Fashion-MNIST label, ImageNet wnid)
+    labels: tuple[int, ...]  # label of each class in the pretrained generator's label space
+    class_names: tuple[str, ...]
+    resolution: int  # stored side length in pixels
+    channels: int
+    notes: str = field(default="", compare=False)
+
+
+def _fashion(name: str, ids: tuple[int, ...], notes: str) -> DatasetSpec:
+    # 28x28 grey padded to 32x32 so the VAE's and DiT's downsampling divides evenly.
+    return DatasetSpec(name, "fashion-mnist", ids, ids, tuple(FASHION_CLASSES[i] for i in ids), 32, 1, notes)
+
+
+# Registry of named datasets (like DiT's model registry): add an entry, not an if-chain.
+DATASETS: dict[str, DatasetSpec] = {
+    "fashion-mnist": _fashion("fashion-mnist", tuple(range(10)), "all 10 classes: the pretraining set"),
+    "fashion-hard": _fashion("fashion-hard", (0, 2, 3, 4, 6), "confusable upper-body garments (ImageWoof analogue)"),
+    "fashion-easy": _fashion("fashion-easy", (1, 5, 7, 8, 9), "distinct shapes (ImageNette analogue)"),
+}
+
+
+def get_spec(name: str) -> DatasetSpec:
+    if name not in DATASETS:
+        raise KeyError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}")
+    return DATASETS[name]
+
+
+# ---------------------------------------------------------------- sources
+
+def _read_idx(path: Path) -> np.ndarray:
+    """IDX format (big-endian dims after a magic number whose last byte is the rank)."""
+    with gzip.open(path, "rb") as f:
+        raw = f.read()
+    ndim = raw[3]
+    dims = np.frombuffer(raw, dtype=">u4", count=ndim, offset=4).astype(int)
+    return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
+
+
+def check_fashion_root(root) -> list[str]:
+    """Missing Fashion-MNIST files, each with the command that installs them."""
+    root = Path(root)
+    missing = [root / f for pair in FASHION_FILES.values() for f in pair if not (root / f).is_file()]
+    return [f"{p} (install with: {FASHION_INSTALL})" for p in missing]
+
+
+def read_fashion(root, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """All images (N, 1, 32, 32) uint8 and labels (N,) of one Fashion-MNIST split."""
+    problems = check_fashion_root(root)
+    if problems:
+        raise FileNotFoundError("Fashion-MNIST is missing:\n  " + "\n  ".join(problems))
+    img_file, lbl_file = FASHION_FILES[split]
+    images = _read_idx(Path(root) / img_file)  # (N, 28, 28)
+    labels = _read_idx(Path(root) / lbl_file).astype(np.int64)
+    images = np.pad(images, ((0, 0), (2, 2), (2, 2)))[:, None]  # (N, 1, 32, 32)
+    return images, labels
+
+
+def prepare_fashion(spec: DatasetSpec, root, out, train_per_class: int, test_per_class: int, split_seed: int) -> dict:
+    """Write a Fashion-MNIST dataset folder. The per-class draws depend only on
+    ``split_seed`` and the class, so fashion-hard's images are the same ones
+    fashion-mnist holds for those classes."""
+    out = Path(out)
+    sizes = {"train": train_per_class, "test": test_per_class}
+    for split, per_class in sizes.items():
+        images, labels = read_fashion(root, split)
+        parts = []
+        for cid in spec.class_ids:
+            pool = np.flatnonzero(labels == cid)
+            if per_class > len(pool):
+                raise ValueError(f"{split}: class {cid} holds {len(pool)} images, {per_class} requested")
+            # one generator per (seed, split, class): a class's draw does not depend on the subset
+            rng = np.random.default_rng([split_seed, ["train", "test"].index(split), cid])
+            parts.append(np.sort(rng.choice(pool, size=per_class, replace=False)))
+        idx = np.concatenate(parts)
+        local = np.repeat(np.arange(len(spec.class_ids)), per_class)
+        save_tensors(out / f"{split}.safetensors",
+                     {"images": torch.from_numpy(images[idx].copy()), "labels": torch.from_numpy(local)},
+                     {"dataset": spec.name, "split": split, "source_index": idx.tolist()})
+    meta = {
+        "name": spec.name, "source": spec.source, "class_ids": list(spec.class_ids),
+        "labels": list(spec.labels), "class_names": list(spec.class_names),
+        "resolution": spec.resolution, "channels": spec.channels,
+        "train_per_class": train_per_class, "test_per_class": test_per_class,
+        "split_seed": split_seed, "notes": spec.notes,
+    }
+    write_json(out / "meta.json", meta)  # written last: its presence marks a complete folder
+    return meta
+
+
+SOURCES = {"fashion-mnist": prepare_fashion}
+
+
+def prepare(name: str, out, **kwargs) -> dict:
+    spec = get_spec(name)
+    return SOURCES[spec.source](spec, out=out, **kwargs)
+
+
+# ---------------------------------------------------------------- reading
+
+@dataclass
+class ImageSet:
+    images: torch.Tensor  # (N, C, H, W) uint8
+    labels: torch.Tensor  # (N,) int64, 0..num_classes-1
+    class_names: list[str]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def per_class_counts(self) -> list[int]:
+        return torch.bincount(self.labels, minlength=self.num_classes).tolist()
+
+
+def load_meta(folder) -> dict:
+    path = Path(folder) / "meta.json"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist: prepare the dataset first (snakemake prepare)")
+    return read_json(path)
+
+
+def load_split(folder, split: str) -> ImageSet:
+    meta = load_meta(folder)
+    tensors, _ = load_tensors(Path(folder) / f"{split}.safetensors")
+    return ImageSet(tensors["images"], tensors["labels"], meta["class_names"])
+
+
+def take_ipc(images: torch.Tensor, labels: torch.Tensor, ipc: int, source: str = "set") -> tuple[torch.Tensor, torch.Tensor]:
+    """The first ``ipc`` images of every class, in stored order (nested prefixes:
+    the IPC-10 set is contained in the IPC-20 set)."""
+    keep = []
+    for c in labels.unique(sorted=True).tolist():
+        idx = torch.nonzero(labels == c).flatten()
+        if len(idx) < ipc:
+            raise ValueError(f"{source}: class {c} holds {len(idx)} images, IPC {ipc} requested")
+        keep.append(idx[:ipc])
+    keep = torch.cat(keep)
+    return images[keep], labels[keep]

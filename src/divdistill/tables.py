@@ -1,0 +1,148 @@
+"""Tables from evaluation results: mean ± std over seeds, methods in the paper's order.
+
+Every cell is aggregated from the per-seed JSON files that evaluation jobs write
+(each names its MLflow run), so every printed number traces back to runs.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from .config import FULL_IPC, METHOD_ORDER, table_cells
+from .io import atomic_path, read_json, write_json, write_text
+
+METHOD_LABELS = {"random": "Random", "full": "Full"}
+MODEL_LABELS = {"convnet": "ConvNet", "resnetap10": "ResNetAP-10", "resnet18": "ResNet-18"}
+TABLE_TITLES = {
+    "table1": "Table 1: comparison with baselines",
+    "table2": "Table 2: further datasets",
+}
+
+
+def aggregate(results: list[dict]) -> dict[tuple, dict]:
+    """(dataset, method, ipc, model) -> mean/std of final and best-over-training accuracy (%)."""
+    groups = defaultdict(list)
+    for r in results:
+        c = r["cell"]
+        groups[(c["dataset"], c["method"], str(c["ipc"]), c["model"])].append(r)
+    out = {}
+    for key, rs in groups.items():
+        rs = sorted(rs, key=lambda r: r["cell"]["seed"])
+        final = np.array([100 * r["test_acc"] for r in rs])
+        best = np.array([100 * r["best_test_acc"] for r in rs])
+        ddof = 1 if len(rs) > 1 else 0  # sample std over seeds
+        out[key] = {
+            "mean": float(final.mean()), "std": float(final.std(ddof=ddof)),
+            "best_mean": float(best.mean()), "best_std": float(best.std(ddof=ddof)),
+            "n": len(rs), "seeds": [r["cell"]["seed"] for r in rs],
+            "run_ids": [r["run_id"] for r in rs],
+        }
+    return out
+
+
+def _layout(cfg: dict, table: str):
+    """Rows (dataset, ipc, model) and method columns of one table."""
+    t = cfg["tables"][table]
+    methods = [m for m in METHOD_ORDER if m in t["methods"]]
+    rows = [(d, str(ipc), model) for d in t["datasets"] for ipc in cfg["ipc"] for model in t["models"]]
+    return rows, methods
+
+
+def _cell(agg, d, m, ipc, model, key="mean"):
+    # Full does not depend on IPC: the same measurement is shown on every row.
+    return agg.get((d, m, FULL_IPC if m == "full" else ipc, model))
+
+
+def _fmt(a, key: str) -> str:
+    return "–" if a is None else f"{a[key]:.1f} ± {a[key.replace('mean', 'std')]:.1f}"
+
+
+def render_markdown(cfg: dict, table: str, agg: dict) -> str:
+    rows, methods = _layout(cfg, table)
+    head = ["Dataset", "IPC", "Test model"] + [METHOD_LABELS[m] for m in methods]
+    nseeds = len(cfg["seeds"])
+
+    def grid(key):
+        lines = ["| " + " | ".join(head) + " |", "|" + "---|" * 3 + "---:|" * len(methods)]
+        for d, ipc, model in rows:
+            vals = [_fmt(_cell(agg, d, m, ipc, model), key) for m in methods]
+            lines.append(f"| {d} | {ipc} | {MODEL_LABELS[model]} | " + " | ".join(vals) + " |")
+        return lines
+
+    out = [f"# {TABLE_TITLES[table]}", "",
+           f"Top-1 test accuracy (%) at the **final epoch**, mean ± sample std over {nseeds} seeds "
+           "(each seed re-draws the distilled set and re-trains the test network).", ""]
+    out += grid("mean")
+    out += ["", "Best test accuracy over training (model selection on the test set, as the public "
+            "reference code reports it; shown for comparison only, not the headline):", ""]
+    out += grid("best_mean")
+    out += ["", "Full: the whole training set of the dataset, the same figure on every IPC row."]
+    return "\n".join(out) + "\n"
+
+
+def render_latex(cfg: dict, table: str, agg: dict) -> str:
+    rows, methods = _layout(cfg, table)
+    cols = "lll" + "c" * len(methods)
+    head = " & ".join(["Dataset", "IPC", "Test model"] + [METHOD_LABELS[m] for m in methods])
+    lines = [r"\begin{table}[t]", r"\centering", r"\small",
+             rf"\caption{{{TABLE_TITLES[table]}. Final-epoch top-1 test accuracy (\%), mean $\pm$ std "
+             rf"over {len(cfg['seeds'])} seeds.}}",
+             rf"\begin{{tabular}}{{{cols}}}", r"\toprule", head + r" \\", r"\midrule"]
+    for d, ipc, model in rows:
+        vals = []
+        for m in methods:
+            a = _cell(agg, d, m, ipc, model)
+            vals.append("--" if a is None else f"${a['mean']:.1f} \\pm {a['std']:.1f}$")
+        lines.append(" & ".join([d, ipc, MODEL_LABELS[model]] + vals) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
+    return "\n".join(lines) + "\n"
+
+
+def metrics_tree(cfg: dict, agg: dict) -> dict:
+    """Nested table -> dataset -> method -> ipc -> model -> {mean, std}: for `dvc metrics`."""
+    tree = {}
+    for table in cfg["tables"]:
+        for c in table_cells(cfg, table):
+            a = agg.get((c.dataset, c.method, c.ipc, c.model))
+            if a is not None:
+                node = tree.setdefault(table, {}).setdefault(c.dataset, {}).setdefault(c.method, {})
+                node.setdefault(f"ipc{c.ipc}", {})[c.model] = {"mean": round(a["mean"], 3), "std": round(a["std"], 3)}
+    return tree
+
+
+def write_curves(results: list[dict], out_dir) -> None:
+    """One CSV per (dataset, method, ipc, model): seed-mean curves at the evaluated epochs."""
+    groups = defaultdict(list)
+    for r in results:
+        c = r["cell"]
+        groups[f"{c['dataset']}-{c['method']}-ipc{c['ipc']}-{c['model']}"].append(r["curve"])
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name, curves in sorted(groups.items()):
+        by_epoch = defaultdict(list)
+        for curve in curves:
+            for row in curve:
+                if row.get("test_acc") is not None:
+                    by_epoch[row["epoch"]].append(row)
+        with atomic_path(out_dir / f"{name}.csv") as tmp, open(tmp, "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["epoch", "train_loss", "test_acc"])
+            for epoch, rs in sorted(by_epoch.items()):
+                w.writerow([epoch, round(float(np.mean([r["train_loss"] for r in rs])), 5),
+                            round(100 * float(np.mean([r["test_acc"] for r in rs])), 3)])
+
+
+def render_all(cfg: dict, result_paths: list[str], out_tables, out_metrics, out_plots) -> dict:
+    results = [read_json(p) for p in result_paths]
+    agg = aggregate(results)
+    for table in cfg["tables"]:
+        write_text(Path(out_tables) / f"{table}.md", render_markdown(cfg, table, agg))
+        write_text(Path(out_tables) / f"{table}.tex", render_latex(cfg, table, agg))
+    write_curves(results, out_plots)
+    tree = metrics_tree(cfg, agg)
+    write_json(out_metrics, tree)
+    return tree

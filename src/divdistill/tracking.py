@@ -1,0 +1,136 @@
+"""MLflow bookkeeping: one run per job in ``mlflow.db`` (SQLite at the project root).
+
+The database and the experiments are created once, before any job starts
+(``init_tracking``, called from the Snakefile's ``onstart``): concurrent
+first-time schema migrations fail, and creating experiments by name from racing
+processes can file runs under "Default". Jobs therefore only *look up* their
+experiment and address it by id. Every write is retried on a locked database,
+and metrics are buffered and sent in batches so eight concurrent jobs stay far
+from SQLite's lock timeout.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+STAGES = ("prepare", "select", "evaluate", "tables")
+
+
+def experiment_name(prefix: str, stage: str) -> str:
+    return f"{prefix}-{stage}"
+
+
+def _client(tracking_uri: str):
+    from mlflow.tracking import MlflowClient  # imported lazily: ~1 s
+
+    return MlflowClient(tracking_uri=tracking_uri)
+
+
+def _retry(fn, *args, attempts: int = 20, **kwargs):
+    """Call an MLflow client method, retrying while SQLite reports a lock."""
+    for i in range(attempts):
+        try:
+            return fn(*args, **kwargs)
+        except Exception as e:  # MlflowException wraps sqlalchemy's OperationalError
+            if "locked" not in str(e).lower() or i == attempts - 1:
+                raise
+            time.sleep(0.2 * (i + 1))
+
+
+def init_tracking(cfg: dict) -> dict[str, str]:
+    """Create the database and every stage's experiment; return name -> id."""
+    client = _client(cfg["tracking_uri"])
+    root = Path(cfg["artifact_root"]).resolve()
+    ids = {}
+    for stage in STAGES:
+        name = experiment_name(cfg["experiment_prefix"], stage)
+        exp = client.get_experiment_by_name(name)
+        if exp is None:
+            ids[name] = client.create_experiment(name, artifact_location=(root / name).as_uri())
+        else:
+            ids[name] = exp.experiment_id
+    return ids
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True, timeout=10)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return out.stdout.strip() + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def _flatten(d: dict, prefix: str = "") -> dict[str, str]:
+    flat = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            flat.update(_flatten(v, key + "."))
+        else:
+            flat[key] = str(v)
+    return flat
+
+
+class Run:
+    """A started MLflow run; metrics are buffered and flushed every ``flush_s`` seconds."""
+
+    def __init__(self, client, run_id: str, flush_s: float = 30.0):
+        self.client, self.run_id, self.flush_s = client, run_id, flush_s
+        self._buffer, self._last = [], time.monotonic()
+
+    def log_metrics(self, metrics: dict, step: int = 0) -> None:
+        from mlflow.entities import Metric
+
+        ts = int(time.time() * 1000)
+        self._buffer += [Metric(k, float(v), ts, step) for k, v in metrics.items() if v is not None]
+        if time.monotonic() - self._last > self.flush_s:
+            self.flush()
+
+    def flush(self) -> None:
+        for i in range(0, len(self._buffer), 1000):  # MLflow caps a batch at 1000 metrics
+            _retry(self.client.log_batch, self.run_id, metrics=self._buffer[i:i + 1000])
+        self._buffer, self._last = [], time.monotonic()
+
+    def log_artifact(self, path, artifact_path: str | None = None) -> None:
+        self.client.log_artifact(self.run_id, str(path), artifact_path)
+
+
+@contextmanager
+def start_run(cfg: dict, stage: str, run_name: str, params: dict, tags: dict | None = None):
+    """Run in the stage's experiment; ends FINISHED, or FAILED (KILLED on interrupt) and re-raises."""
+    from mlflow.entities import Param
+
+    client = _client(cfg["tracking_uri"])
+    name = experiment_name(cfg["experiment_prefix"], stage)
+    exp = _retry(client.get_experiment_by_name, name)
+    if exp is None:
+        raise RuntimeError(f"MLflow experiment {name!r} does not exist in {cfg['tracking_uri']}: "
+                           "run through Snakemake (its onstart creates it) or `divdistill init-tracking`")
+    all_tags = {"mlflow.source.git.commit": git_commit(), "stage": stage,
+                "rule": os.environ.get("DIVDISTILL_RULE", stage), **(tags or {})}
+    run = _retry(client.create_run, exp.experiment_id, run_name=run_name,
+                 tags={k: str(v) for k, v in all_tags.items()})
+    run_id = run.info.run_id
+    flat = _flatten(params)
+    for chunk in range(0, len(flat), 100):  # MLflow caps params per batch at 100
+        items = list(flat.items())[chunk:chunk + 100]
+        _retry(client.log_batch, run_id, params=[Param(k, v[:6000]) for k, v in items])
+    handle = Run(client, run_id)
+    status = "FAILED"
+    try:
+        yield handle
+        status = "FINISHED"
+    except KeyboardInterrupt:
+        status = "KILLED"
+        raise
+    finally:
+        try:
+            handle.flush()
+        finally:
+            _retry(client.set_terminated, run_id, status=status)

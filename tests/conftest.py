@@ -1,0 +1,36 @@
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+FASHION = Path("/usr/share/datasets/fashion-mnist")
+BIN = str(Path(sys.executable).parent)
+
+needs_fashion = pytest.mark.skipif(
+    not (FASHION / "train-images-idx3-ubyte.gz").exists(),
+    reason="Fashion-MNIST missing: apt-get install -y dataset-fashion-mnist",
+)
+
+
+def project_env() -> dict:
+    """Environment for subprocesses: this venv's scripts (divdistill, snakemake) first."""
+    env = dict(os.environ)
+    env["PATH"] = BIN + os.pathsep + env.get("PATH", "")
+    return env
+
+
+def copy_project(dest: Path) -> Path:
+    """A fresh copy of what a clone holds that the workflow needs (no results, no mlflow.db)."""
+    for name in ("Snakefile", "params.yaml", "dvc.yaml", ".dvcignore", ".gitignore"):
+        shutil.copy(ROOT / name, dest / name)
+    for name in ("workflow", "config", "src"):
+        shutil.copytree(ROOT / name, dest / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    return dest
+
+
+@pytest.fixture
+def project(tmp_path) -> Path:
+    return copy_project(tmp_path)

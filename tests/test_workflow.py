@@ -1,0 +1,137 @@
+"""The Snakemake DAG, MLflow and DVC for real, on the smoke configuration in a temporary copy."""
+
+import json
+import re
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+
+from divdistill import config as dd
+
+from .conftest import ROOT, needs_fashion, project_env
+
+
+def run(cmd, cwd, check=True, timeout=900):
+    p = subprocess.run(cmd, cwd=cwd, env=project_env(), capture_output=True, text=True, timeout=timeout)
+    if check and p.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed ({p.returncode}):\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}")
+    return p
+
+
+def planned_jobs(out: str) -> dict[str, int]:
+    table = out[out.index("Job stats:"):]
+    return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M)}
+
+
+def use_config(project: Path, name: str) -> dict:
+    """Make config/<name>.yaml the project's params.yaml (what DVC and a bare snakemake read)."""
+    shutil.copy(project / "config" / f"{name}.yaml", project / "params.yaml")
+    return dd.load(project / "params.yaml")
+
+
+@pytest.mark.parametrize("name", ["params", "smoke"])
+def test_dry_run_has_one_evaluation_job_per_grid_cell(project, name):
+    cfg = dd.load(ROOT / "params.yaml") if name == "params" else use_config(project, name)
+    jobs = planned_jobs(run(["snakemake", "-n", "all"], project).stdout)
+    assert jobs["evaluate"] == len(dd.cells(cfg))
+    expected = sum(len(t["methods"]) * len(t["models"]) for t in cfg["tables"].values())
+    assert expected > 0 and len(dd.cells(cfg)) <= expected * len(cfg["ipc"]) * len(cfg["seeds"])
+
+
+def test_lint_is_clean(project):
+    out = run(["snakemake", "--lint"], project).stdout
+    assert "Lints for" not in out
+
+
+BAD = {
+    "wrong type": (("evaluate", "batch_size"), "sixty", "batch_size"),
+    "unknown key": (("evaluate", "lrr"), 0.1, "lrr"),
+    "unknown method": (("tables", "table1", "methods"), ["random", "fulll"], "fulll"),
+    "ipc too large": (("ipc",), [10, 5000], "ipc[1] = 5000"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD))
+def test_bad_params_fail_fast_naming_the_key(project, case):
+    keys, value, needle = BAD[case]
+    cfg = dd.load(project / "params.yaml")
+    node = cfg
+    for k in keys[:-1]:
+        node = node[k]
+    node[keys[-1]] = value
+    (project / "params.yaml").write_text(yaml.safe_dump(cfg))
+    t0 = time.monotonic()
+    p = run(["snakemake", "--cores", "2", "all"], project, check=False)
+    assert p.returncode != 0
+    assert needle in p.stdout + p.stderr
+    assert time.monotonic() - t0 < 30
+    assert not (project / "results").exists() and not (project / "mlflow.db").exists()
+
+
+@needs_fashion
+@pytest.mark.slow
+def test_smoke_dag_with_8_cores_tracks_every_run(project):
+    cfg = use_config(project, "smoke")
+    run(["snakemake", "--cores", "8", "all"], project)
+    cells = dd.cells(cfg)
+    for table in cfg["tables"]:
+        md = (project / "reports" / "tables" / f"{table}.md").read_text()
+        assert "±" in md and (project / "reports" / "tables" / f"{table}.tex").exists()
+    metrics = json.loads((project / "reports" / "metrics.json").read_text())
+    assert set(metrics) == set(cfg["tables"])
+
+    client = MlflowClient(f"sqlite:///{project}/mlflow.db")
+    prefix = cfg["mlflow"]["experiment_prefix"]
+    exp = client.get_experiment_by_name(f"{prefix}-evaluate")
+    runs = client.search_runs([exp.experiment_id], max_results=1000)
+    assert len(runs) == len(cells)  # one run per job, none lost, none doubled
+    assert all(r.info.status == "FINISHED" for r in runs)
+    by_id = {r.info.run_id: r for r in runs}
+    for c in cells:
+        res = json.loads((project / c.path).read_text())
+        r = by_id[res["run_id"]]
+        assert (r.data.params["dataset"], r.data.params["method"], r.data.params["ipc"], r.data.params["seed"]) == (
+            c.dataset, c.method, c.ipc, str(c.seed))
+        assert len(client.get_metric_history(r.info.run_id, "train_loss")) == res["params"]["epochs"]
+    default = client.get_experiment_by_name("Default")
+    assert default is None or not client.search_runs([default.experiment_id])
+
+    # nothing left to do; a recomputed result is identical (same seed, same numbers)
+    assert "Nothing to be done" in run(["snakemake", "-n", "all"], project).stdout
+    victim = project / cells[0].path
+    before = json.loads(victim.read_text())
+    victim.unlink()
+    run(["snakemake", "--cores", "2", cells[0].path], project)
+    after = json.loads(victim.read_text())
+    assert after["test_acc"] == before["test_acc"] and after["curve"] == before["curve"]
+    assert after["run_id"] != before["run_id"]
+
+
+@needs_fashion
+@pytest.mark.slow
+def test_dvc_repro_and_experiment_rerun_only_evaluations(project):
+    use_config(project, "smoke")
+    for cmd in (["git", "init", "-q"], ["git", "add", "-A"],
+                ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init"],
+                ["dvc", "init", "-q"], ["dvc", "config", "core.analytics", "false"],
+                ["git", "add", "-A"], ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "dvc"]):
+        run(cmd, project)
+    run(["dvc", "repro"], project)
+    assert "didn't change" in run(["dvc", "repro"], project).stdout
+
+    results = sorted((project / "results").rglob("*.json")) + sorted((project / "results").rglob("*.safetensors"))
+    mtimes = {p: p.stat().st_mtime_ns for p in results}
+    run(["git", "add", "-A"], project)
+    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "lock"], project)
+    run(["dvc", "exp", "run", "-S", "evaluate.epochs_full=3"], project)
+    changed = {p.relative_to(project).as_posix() for p, m in mtimes.items() if p.stat().st_mtime_ns != m}
+    assert changed and all(p.startswith("results/eval/") and "/full/" in p for p in changed)
+    assert len(changed) == sum(1 for c in dd.cells(dd.load(project / "params.yaml")) if c.method == "full")
+
+    shown = run(["dvc", "metrics", "show"], project).stdout
+    assert "table1" in shown and "random" in shown

@@ -1,0 +1,18 @@
+rule prepare:
+    """Fashion-MNIST IDX files -> the suite's dataset format (seeded per-class draws)."""
+    output:
+        meta="results/data/{dataset}/meta.json",
+        train="results/data/{dataset}/train.safetensors",
+        test="results/data/{dataset}/test.safetensors",
+    params:
+        data=prepare_params,
+    conda:
+        "../envs/divdistill.yaml"
+    log:
+        "results/logs/prepare/{dataset}.log",
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    shell:
+        "divdistill prepare --dataset {wildcards.dataset} "
+        "--params {params.data} --out results/data/{wildcards.dataset} 2> {log}"

@@ -1,0 +1,23 @@
+rule evaluate:
+    """Train a fresh test network on a distilled (or the full) set; final-epoch test accuracy."""
+    input:
+        unpack(eval_inputs),
+    output:
+        "results/eval/{dataset}/{method}/ipc{ipc}/{model}/seed{seed}.json",
+    params:
+        cell=eval_cell,
+        hp=eval_params,
+        distilled=lambda wc, input: f"--distilled {input.distilled}" if "distilled" in input.keys() else "",
+    threads: config["evaluate"]["threads"]
+    conda:
+        "../envs/divdistill.yaml"
+    log:
+        "results/logs/evaluate/{dataset}/{method}/ipc{ipc}/{model}/seed{seed}.log",
+    resources:
+        mem_mb=3000,
+        runtime=60,
+        gpu=0,
+    shell:
+        "divdistill evaluate --data results/data/{wildcards.dataset} "
+        "{params.distilled} --cell {params.cell} --params {params.hp} --threads {threads} "
+        "--out {output} 2> {log}"
