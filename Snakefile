@@ -14,13 +14,15 @@ include: "workflow/rules/common.smk"
 
 wildcard_constraints:
     dataset="[a-z0-9-]+",
-    method="[a-z0-9]+",
+    method="[a-z0-9-]+",
     ipc=rf"\d+|{dd.FULL_IPC}",
     model="[a-z0-9]+",
     seed=r"\d+",
+    distill_seed=r"\d+",
 
 
 include: "workflow/rules/data.smk"
+include: "workflow/rules/generate.smk"
 include: "workflow/rules/select.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"

@@ -8,7 +8,7 @@ CFG = {
 
 
 def _result(method, ipc, seed, acc, best):
-    cell = {"dataset": "d", "method": method, "ipc": ipc, "model": "convnet", "seed": seed}
+    cell = {"dataset": "d", "method": method, "ipc": ipc, "model": "convnet", "distill_seed": 0, "seed": seed}
     return {"cell": cell, "test_acc": acc, "best_test_acc": best, "run_id": f"{method}{seed}", "curve": []}
 
 

@@ -95,9 +95,18 @@ def test_smoke_dag_with_8_cores_tracks_every_run(project):
     for c in cells:
         res = json.loads((project / c.path).read_text())
         r = by_id[res["run_id"]]
-        assert (r.data.params["dataset"], r.data.params["method"], r.data.params["ipc"], r.data.params["seed"]) == (
-            c.dataset, c.method, c.ipc, str(c.seed))
+        assert tuple(r.data.params[k] for k in ("dataset", "method", "ipc", "distill_seed", "seed")) == (
+            c.dataset, c.method, c.ipc, str(c.distill_seed), str(c.seed))
         assert len(client.get_metric_history(r.info.run_id, "train_loss")) == res["params"]["epochs"]
+    # the generator's jobs: one run each, in their own experiments, with the losses logged separately
+    finetunes = {(c.dataset, c.method, c.distill_seed) for c in cells if c.method in dd.FINETUNED_METHODS}
+    samples = {(c.dataset, c.method, c.distill_seed, c.seed) for c in cells if c.method in dd.GENERATIVE_METHODS}
+    for stage, expected in (("pretrain", 2), ("finetune", len(finetunes)), ("sample", len(samples))):
+        stage_runs = client.search_runs([client.get_experiment_by_name(f"{prefix}-{stage}").experiment_id])
+        assert len(stage_runs) == expected and all(r.info.status == "FINISHED" for r in stage_runs)
+        if stage == "finetune":
+            for r in stage_runs:
+                assert {"loss_diff", "loss_real", "loss_gen", "sim_real", "sim_gen"} <= set(r.data.metrics)
     default = client.get_experiment_by_name("Default")
     assert default is None or not client.search_runs([default.experiment_id])
 
@@ -115,7 +124,10 @@ def test_smoke_dag_with_8_cores_tracks_every_run(project):
 @needs_fashion
 @pytest.mark.slow
 def test_dvc_repro_and_experiment_rerun_only_evaluations(project):
-    use_config(project, "smoke")
+    # the selection slice of the smoke grid is enough to see which jobs DVC + Snakemake re-run
+    cfg = use_config(project, "smoke")
+    cfg["tables"] = {"table1": {"datasets": ["fashion-hard"], "methods": ["random", "full"], "models": ["convnet"]}}
+    (project / "params.yaml").write_text(yaml.safe_dump(cfg))
     for cmd in (["git", "init", "-q"], ["git", "add", "-A"],
                 ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init"],
                 ["dvc", "init", "-q"], ["dvc", "config", "core.analytics", "false"],

@@ -21,6 +21,8 @@ import time
 from pathlib import Path
 
 from . import config as config_mod
+from .io import write_json
+from .tracking import start_run
 
 
 def _json(text: str | None) -> dict:
@@ -34,7 +36,6 @@ def _json(text: str | None) -> dict:
 
 def cmd_prepare(args) -> None:
     from .data import prepare
-    from .tracking import start_run
 
     p = _json(args.params)
     params = {"dataset": args.dataset, **p}
@@ -48,10 +49,10 @@ def cmd_select(args) -> None:
     from .data import load_split
     from .io import save_tensors
     from .select import select
-    from .tracking import start_run
 
     train = load_split(args.data, "train")
-    params = {"dataset": Path(args.data).name, "method": args.method, "seed": args.seed, "max_ipc": args.max_ipc}
+    params = {"dataset": Path(args.data).name, "method": args.method, "distill_seed": 0, "seed": args.seed,
+              "max_ipc": args.max_ipc}
     with start_run(_json(args.tracking), "select", f"{params['dataset']}/{args.method}/seed{args.seed}", params) as run:
         images, labels, idx = select(args.method, train, args.max_ipc, args.seed)
         save_tensors(args.out, {"images": images, "labels": labels},
@@ -64,10 +65,9 @@ def cmd_evaluate(args) -> None:
 
     from .augment import AugmentConfig
     from .data import load_meta, load_split, take_ipc
-    from .io import load_tensors, write_json
+    from .io import load_tensors
     from .nets import build_net
     from .trainer import TrainConfig, seed_everything, train_and_test
-    from .tracking import start_run
 
     torch.set_num_threads(args.threads)
     cell, hp = _json(args.cell), _json(args.params)
@@ -81,7 +81,8 @@ def cmd_evaluate(args) -> None:
     aug = AugmentConfig(**{**hp["augment"], "crop_scale": tuple(hp["augment"]["crop_scale"])})
     train_cfg = TrainConfig(**{k: v for k, v in hp.items() if k not in ("augment", "net")},
                             augment=aug)
-    name = "/".join(str(cell[k]) for k in ("dataset", "method", "ipc", "model")) + f"/seed{cell['seed']}"
+    name = "/".join(str(cell[k]) for k in ("dataset", "method", "ipc", "model")) + \
+        f"/distill{cell['distill_seed']}-seed{cell['seed']}"
     t0 = time.perf_counter()
     with start_run(_json(args.tracking), "evaluate", name, {**cell, **hp, "num_train": len(y)},
                    tags={k: cell[k] for k in ("dataset", "method", "ipc", "model")}) as run:
@@ -99,10 +100,187 @@ def cmd_evaluate(args) -> None:
                               "wall_s": final["wall_s"]})
 
 
+def _log_every(run, every: int):
+    """on_step callback logging every ``every``-th step's numeric metrics."""
+    def log(step: int, metrics: dict) -> None:
+        if step % every == 0:
+            run.log_metrics({k: v for k, v in metrics.items() if isinstance(v, (int, float))}, step=step)
+    return log
+
+
+def cmd_pretrain_vae(args) -> None:
+    import torch
+
+    from .data import load_split
+    from .io import atomic_dir
+    from .pretrain import VAEConfig, reconstruction_mse, train_vae
+    from .sample import save_grid
+
+    torch.set_num_threads(args.threads)
+    p = _json(args.params)
+    cfg = VAEConfig(**{**p["vae"], "block_out_channels": tuple(p["vae"]["block_out_channels"])})
+    train = load_split(args.data, "train")
+    with start_run(_json(args.tracking), "pretrain", "vae", {"dataset": Path(args.data).name, "seed": p["seed"],
+                                                              **p["vae"]}) as run:
+        vae = train_vae(train.images, cfg, p["seed"], _log_every(run, 25),
+                        checkpoint_path=Path(args.checkpoints) / "vae.ckpt")
+        mse = reconstruction_mse(vae, train.images)
+        run.log_metrics({"recon_mse": mse, "scaling_factor": vae.config.scaling_factor})
+        with atomic_dir(args.out) as tmp:
+            vae.save_pretrained(tmp)
+            from .latents import decode, encode_posterior
+
+            x = train.images[:: max(1, len(train.images) // 32)][:32]
+            rec = decode(vae, encode_posterior(vae, x)[0])
+            save_grid(torch.cat([x, rec]), 16, Path(tmp) / "reconstructions.png")
+        run.log_artifact(Path(args.out) / "reconstructions.png")
+
+
+def cmd_pretrain_dit(args) -> None:
+    import torch
+    from diffusers import AutoencoderKL
+
+    from .data import load_meta, load_split
+    from .io import atomic_dir
+    from .latents import encode_posterior
+    from .pretrain import DiTConfig, train_dit
+    from .sample import sample_images, save_grid
+
+    torch.set_num_threads(args.threads)
+    p = _json(args.params)
+    meta, train = load_meta(args.data), load_split(args.data, "train")
+    labels = torch.tensor(meta["labels"])[train.labels]  # generator label space
+    vae = AutoencoderKL.from_pretrained(args.vae, low_cpu_mem_usage=False).eval()
+    with start_run(_json(args.tracking), "pretrain", "dit", {"dataset": meta["name"], "seed": p["seed"],
+                                                              **p["dit"]}) as run:
+        mean, std = encode_posterior(vae, train.images)
+        num_classes = len(meta["labels"])
+        dit = train_dit(mean, std, labels, num_classes, DiTConfig(**p["dit"]), p["seed"], _log_every(run, 25),
+                        checkpoint_path=Path(args.checkpoints) / "dit.ckpt")
+        with atomic_dir(args.out) as tmp:
+            dit.save_pretrained(tmp)
+            grid_labels = torch.tensor(meta["labels"]).repeat_interleave(8)
+            images = sample_images(dit, vae, grid_labels, null_label=num_classes, seed=0,
+                                   index=torch.arange(8).repeat(num_classes), **p["grid"])
+            save_grid(images, 8, Path(tmp) / "samples.png")
+        run.log_artifact(Path(args.out) / "samples.png")
+
+
+def cmd_encode(args) -> None:
+    import torch
+    from diffusers import AutoencoderKL
+
+    from .data import load_split
+    from .finetune import latent_cache
+
+    torch.set_num_threads(args.threads)
+    vae = AutoencoderKL.from_pretrained(args.vae, low_cpu_mem_usage=False).eval()
+    latent_cache(vae, load_split(args.data, "train").images, args.out, flip=True)
+
+
+def cmd_finetune(args) -> None:
+    import torch
+    from diffusers import AutoencoderKL, DiTTransformer2DModel
+
+    from .data import load_meta, load_split
+    from .finetune import FinetuneConfig, evictions, finetune, latent_cache
+    from .io import atomic_dir
+    from .sample import make_scheduler
+
+    torch.set_num_threads(args.threads)
+    p = _json(args.params)
+    real_evict, gen_evict = evictions(args.method)
+    cfg = FinetuneConfig(**{k: v for k, v in p.items() if k != "distill_seed"},
+                         real_evict=real_evict, gen_evict=gen_evict)
+    meta, train = load_meta(args.data), load_split(args.data, "train")
+    labels = torch.tensor(meta["labels"])[train.labels]
+    vae = AutoencoderKL.from_pretrained(args.vae, low_cpu_mem_usage=False).eval()
+    dit = DiTTransformer2DModel.from_pretrained(args.dit, low_cpu_mem_usage=False)
+    params = {"dataset": meta["name"], "method": args.method, "distill_seed": args.distill_seed,
+              "real_evict": real_evict, "gen_evict": gen_evict, **p}
+    name = f"{meta['name']}/{args.method}/distill{args.distill_seed}"
+    with start_run(_json(args.tracking), "finetune", name, params,
+                   tags={"dataset": meta["name"], "method": args.method}) as run:
+        cache = latent_cache(vae, train.images, args.cache, flip=cfg.flip)
+
+        def on_step(log: dict) -> None:
+            run.log_metrics({k: v for k, v in log.items() if k != "step" and isinstance(v, (int, float))},
+                            step=log["step"])
+
+        model, summary = finetune(dit, cache, labels, dit.config.num_embeds_ada_norm, make_scheduler(), cfg,
+                                  args.distill_seed, checkpoint_dir=args.checkpoints, on_step=on_step)
+        run.log_metrics({f"final_{k}": v for k, v in summary.items() if isinstance(v, (int, float))})
+        with atomic_dir(args.out) as tmp:
+            model.save_pretrained(tmp)
+            write_json(Path(tmp) / "finetune.json", {"run_id": run.run_id, "params": params, "summary": summary})
+
+
+def cmd_sample(args) -> None:
+    import torch
+    from diffusers import AutoencoderKL, DiTTransformer2DModel
+
+    from .data import load_meta
+    from .io import save_tensors
+    from .sample import sample_images, save_grid
+
+    torch.set_num_threads(args.threads)
+    p = _json(args.params)
+    meta = load_meta(args.data)
+    vae = AutoencoderKL.from_pretrained(args.vae, low_cpu_mem_usage=False).eval()
+    dit = DiTTransformer2DModel.from_pretrained(args.dit, low_cpu_mem_usage=False).eval()
+    ipc, ncls = args.max_ipc, len(meta["labels"])
+    local = torch.arange(ncls).repeat_interleave(ipc)  # class-major, ordered within class: nested IPCs
+    index = torch.arange(ipc).repeat(ncls)
+    params = {"dataset": meta["name"], "method": args.method, "distill_seed": args.distill_seed,
+              "seed": args.seed, "max_ipc": ipc, "generator": args.dit, **p}
+    name = f"{meta['name']}/{args.method}/distill{args.distill_seed}-seed{args.seed}"
+    with start_run(_json(args.tracking), "sample", name, params,
+                   tags={"dataset": meta["name"], "method": args.method}) as run:
+        t0 = time.perf_counter()
+        images = sample_images(dit, vae, torch.tensor(meta["labels"])[local], null_label=dit.config.num_embeds_ada_norm,
+                               seed=args.seed, index=index, **p)
+        run.log_metrics({"images_per_s": len(images) / (time.perf_counter() - t0)})
+        save_tensors(args.out, {"images": images, "labels": local}, {**params, "run_id": run.run_id})
+        shown = min(ipc, 10)
+        keep = (index < shown)
+        save_grid(images[keep], shown, args.grid)
+        run.log_artifact(args.grid)
+
+
+def cmd_diversity(args) -> None:
+    import torch
+    from diffusers import AutoencoderKL
+
+    from .data import load_split, take_ipc
+    from .diversity import coverage, within_class_similarity
+    from .finetune import latent_cache
+    from .io import load_tensors
+    from .latents import encode_posterior
+
+    torch.set_num_threads(args.threads)
+    train = load_split(args.data, "train")
+    vae = AutoencoderKL.from_pretrained(args.vae, low_cpu_mem_usage=False).eval()
+    real = latent_cache(vae, train.images, args.cache)["mean"]
+    tensors, meta = load_tensors(args.distilled)
+    params = {k: meta[k] for k in ("dataset", "method", "distill_seed", "seed") if k in meta}
+    name = "/".join(str(v) for v in params.values())
+    out = {**params, "distilled": args.distilled, "ipc": {}}
+    with start_run(_json(args.tracking), "diversity", name, params, tags={"dataset": params["dataset"],
+                                                                          "method": params["method"]}) as run:
+        for ipc in args.ipc:
+            x, y = take_ipc(tensors["images"], tensors["labels"], ipc, source=args.distilled)
+            z = encode_posterior(vae, x)[0]
+            m = {"similarity": within_class_similarity(z, y), "coverage": coverage(real, train.labels, z, y)}
+            run.log_metrics(m, step=ipc)
+            out["ipc"][str(ipc)] = m
+        write_json(args.out, {**out, "run_id": run.run_id})
+
+
 def cmd_render(args) -> None:
     from .tables import render_all
 
-    render_all(_json(args.spec), args.results, args.tables, args.metrics, args.plots)
+    grids = dict(g.split("=", 1) for g in args.grids)
+    render_all(_json(args.spec), args.results, args.tables, args.metrics, args.plots, args.diversity, grids)
 
 
 def cmd_check(args) -> None:
@@ -138,7 +316,24 @@ def build_parser() -> argparse.ArgumentParser:
         (["--max-ipc"], {"type": int, **req}), (["--out"], req), tracking)
     add("evaluate", cmd_evaluate, (["--data"], req), (["--distilled"], {}), (["--cell"], req),
         (["--params"], req), (["--out"], req), (["--threads"], {"type": int, "default": 1}), tracking)
+    threads = (["--threads"], {"type": int, "default": 1})
+    add("pretrain-vae", cmd_pretrain_vae, (["--data"], req), (["--params"], req), (["--out"], req),
+        (["--checkpoints"], req), threads, tracking)
+    add("pretrain-dit", cmd_pretrain_dit, (["--data"], req), (["--vae"], req), (["--params"], req),
+        (["--out"], req), (["--checkpoints"], req), threads, tracking)
+    add("encode", cmd_encode, (["--data"], req), (["--vae"], req), (["--out"], req), threads)
+    add("finetune", cmd_finetune, (["--data"], req), (["--vae"], req), (["--dit"], req), (["--method"], req),
+        (["--distill-seed"], {"type": int, **req}), (["--params"], req), (["--cache"], req),
+        (["--checkpoints"], req), (["--out"], req), threads, tracking)
+    add("sample", cmd_sample, (["--data"], req), (["--vae"], req), (["--dit"], req), (["--method"], req),
+        (["--distill-seed"], {"type": int, **req}), (["--seed"], {"type": int, **req}),
+        (["--max-ipc"], {"type": int, **req}), (["--params"], req), (["--out"], req), (["--grid"], req),
+        threads, tracking)
+    add("diversity", cmd_diversity, (["--data"], req), (["--vae"], req), (["--cache"], req),
+        (["--distilled"], req), (["--ipc"], {"type": int, "nargs": "+", **req}), (["--out"], req), threads, tracking)
     add("render", cmd_render, (["--spec"], {**req, "help": "JSON with params.yaml's tables, ipc, seeds"}), (["--results"], {"nargs": "*", "default": []}),
+        (["--diversity"], {"nargs": "*", "default": []}), (["--grids"], {"nargs": "*", "default": [],
+                                                                            "help": "SRC=DST sample grids to copy"}),
         (["--tables"], req), (["--metrics"], req), (["--plots"], req))
     add("check", cmd_check, (["--config"], {"default": "params.yaml"}))
     add("init-tracking", cmd_init_tracking, (["--config"], {"default": "params.yaml"}))

@@ -14,9 +14,21 @@ import yaml
 
 from .data import DATASETS
 
-# The paper's column order; methods the suite does not have yet are absent.
-METHOD_ORDER = ("random", "full")
+# The paper's column order (Table 1), then Table 3's ablation pairs; methods the
+# suite does not have yet are absent.
+METHOD_ORDER = ("random", "dit", "minimax", "ours", "realmin-genmin", "realmin-genmax", "realmax-genmin", "full")
 SELECTION_METHODS = ("random",)
+# Generative methods: (real-memory, generative-memory) eviction of the fine-tuning,
+# None for the pretrained DiT sampled as is. "ours" is Table 3's (max, max) cell.
+GENERATIVE_METHODS = {
+    "dit": None,
+    "minimax": ("fifo", "fifo"),
+    "ours": ("max", "max"),
+    "realmin-genmin": ("min", "min"),
+    "realmin-genmax": ("min", "max"),
+    "realmax-genmin": ("max", "min"),
+}
+FINETUNED_METHODS = tuple(m for m, ev in GENERATIVE_METHODS.items() if ev is not None)
 FULL_IPC = "all"  # the ipc wildcard of the Full method: the whole training set
 
 
@@ -32,11 +44,13 @@ class Cell:
     method: str
     ipc: str  # "10", "20", ... or FULL_IPC
     model: str
+    distill_seed: int  # the fine-tuning's seed; 0 for methods that fine-tune nothing
     seed: int
 
     @property
     def path(self) -> str:
-        return f"results/eval/{self.dataset}/{self.method}/ipc{self.ipc}/{self.model}/seed{self.seed}.json"
+        return (f"results/eval/{self.dataset}/{self.method}/ipc{self.ipc}/{self.model}/"
+                f"distill{self.distill_seed}-seed{self.seed}.json")
 
 
 def load(path) -> dict:
@@ -54,11 +68,15 @@ def ipcs_for(cfg: dict, method: str) -> list[str]:
     return [FULL_IPC] if method == "full" else [str(i) for i in cfg["ipc"]]
 
 
+def distill_seeds_for(cfg: dict, method: str) -> list[int]:
+    return list(cfg["distill_seeds"]) if method in FINETUNED_METHODS else [0]
+
+
 def table_cells(cfg: dict, table: str) -> list[Cell]:
     t = cfg["tables"][table]
-    return [Cell(d, m, ipc, model, seed)
+    return [Cell(d, m, ipc, model, ds, seed)
             for d in t["datasets"] for m in t["methods"] for ipc in ipcs_for(cfg, m)
-            for model in t["models"] for seed in cfg["seeds"]]
+            for model in t["models"] for ds in distill_seeds_for(cfg, m) for seed in cfg["seeds"]]
 
 
 def cells(cfg: dict) -> list[Cell]:
@@ -91,8 +109,9 @@ def check(cfg: dict) -> None:
     for i, ipc in enumerate(cfg["ipc"]):
         if ipc > per_class:
             errors.append(f"ipc[{i}] = {ipc} is larger than a class holds (data.train_per_class = {per_class})")
-    if len(set(cfg["seeds"])) != len(cfg["seeds"]):
-        errors.append(f"seeds: duplicate values in {cfg['seeds']}")
+    for key in ("seeds", "distill_seeds"):
+        if len(set(cfg[key])) != len(cfg[key]):
+            errors.append(f"{key}: duplicate values in {cfg[key]}")
     bounds = [r["max_ipc"] for r in cfg["evaluate"]["epochs"]]
     if bounds != sorted(bounds):
         errors.append(f"evaluate.epochs: max_ipc must increase, got {bounds}")

@@ -7,6 +7,7 @@ Every cell is aggregated from the per-seed JSON files that evaluation jobs write
 from __future__ import annotations
 
 import csv
+import shutil
 from collections import defaultdict
 from pathlib import Path
 
@@ -15,11 +16,16 @@ import numpy as np
 from .config import FULL_IPC, METHOD_ORDER, table_cells
 from .io import atomic_path, read_json, write_json, write_text
 
-METHOD_LABELS = {"random": "Random", "full": "Full"}
+METHOD_LABELS = {
+    "random": "Random", "dit": "DiT", "minimax": "Minimax", "ours": "Ours", "full": "Full",
+    "realmin-genmin": "real min / gen min", "realmin-genmax": "real min / gen max",
+    "realmax-genmin": "real max / gen min",
+}
 MODEL_LABELS = {"convnet": "ConvNet", "resnetap10": "ResNetAP-10", "resnet18": "ResNet-18"}
 TABLE_TITLES = {
     "table1": "Table 1: comparison with baselines",
     "table2": "Table 2: further datasets",
+    "table3": "Table 3: ablation of the eviction strategies (real memory / generative memory; Ours = max / max)",
 }
 
 
@@ -31,14 +37,14 @@ def aggregate(results: list[dict]) -> dict[tuple, dict]:
         groups[(c["dataset"], c["method"], str(c["ipc"]), c["model"])].append(r)
     out = {}
     for key, rs in groups.items():
-        rs = sorted(rs, key=lambda r: r["cell"]["seed"])
+        rs = sorted(rs, key=lambda r: (r["cell"]["distill_seed"], r["cell"]["seed"]))
         final = np.array([100 * r["test_acc"] for r in rs])
         best = np.array([100 * r["best_test_acc"] for r in rs])
         ddof = 1 if len(rs) > 1 else 0  # sample std over seeds
         out[key] = {
             "mean": float(final.mean()), "std": float(final.std(ddof=ddof)),
             "best_mean": float(best.mean()), "best_std": float(best.std(ddof=ddof)),
-            "n": len(rs), "seeds": [r["cell"]["seed"] for r in rs],
+            "n": len(rs), "seeds": [(r["cell"]["distill_seed"], r["cell"]["seed"]) for r in rs],
             "run_ids": [r["run_id"] for r in rs],
         }
     return out
@@ -50,6 +56,11 @@ def _layout(cfg: dict, table: str):
     methods = [m for m in METHOD_ORDER if m in t["methods"]]
     rows = [(d, str(ipc), model) for d in t["datasets"] for ipc in cfg["ipc"] for model in t["models"]]
     return rows, methods
+
+
+def _runs_per_cell(cfg: dict) -> str:
+    n, d = len(cfg["seeds"]), len(cfg.get("distill_seeds", [0]))
+    return f"{n} seeds" if d == 1 else f"{n} seeds (× {d} distillation seeds for fine-tuned methods)"
 
 
 def _cell(agg, d, m, ipc, model, key="mean"):
@@ -64,7 +75,6 @@ def _fmt(a, key: str) -> str:
 def render_markdown(cfg: dict, table: str, agg: dict) -> str:
     rows, methods = _layout(cfg, table)
     head = ["Dataset", "IPC", "Test model"] + [METHOD_LABELS[m] for m in methods]
-    nseeds = len(cfg["seeds"])
 
     def grid(key):
         lines = ["| " + " | ".join(head) + " |", "|" + "---|" * 3 + "---:|" * len(methods)]
@@ -74,7 +84,7 @@ def render_markdown(cfg: dict, table: str, agg: dict) -> str:
         return lines
 
     out = [f"# {TABLE_TITLES[table]}", "",
-           f"Top-1 test accuracy (%) at the **final epoch**, mean ± sample std over {nseeds} seeds "
+           f"Top-1 test accuracy (%) at the **final epoch**, mean ± sample std over {_runs_per_cell(cfg)} "
            "(each seed re-draws the distilled set and re-trains the test network).", ""]
     out += grid("mean")
     out += ["", "Best test accuracy over training (model selection on the test set, as the public "
@@ -90,7 +100,7 @@ def render_latex(cfg: dict, table: str, agg: dict) -> str:
     head = " & ".join(["Dataset", "IPC", "Test model"] + [METHOD_LABELS[m] for m in methods])
     lines = [r"\begin{table}[t]", r"\centering", r"\small",
              rf"\caption{{{TABLE_TITLES[table]}. Final-epoch top-1 test accuracy (\%), mean $\pm$ std "
-             rf"over {len(cfg['seeds'])} seeds.}}",
+             rf"over {_runs_per_cell(cfg)}.}}",
              rf"\begin{{tabular}}{{{cols}}}", r"\toprule", head + r" \\", r"\midrule"]
     for d, ipc, model in rows:
         vals = []
@@ -136,12 +146,45 @@ def write_curves(results: list[dict], out_dir) -> None:
                             round(100 * float(np.mean([r["test_acc"] for r in rs])), 3)])
 
 
-def render_all(cfg: dict, result_paths: list[str], out_tables, out_metrics, out_plots) -> dict:
+def render_diversity(cfg: dict, diversity: list[dict]) -> str:
+    """Beside Table 1: within-class latent similarity and coverage of each method's distilled sets."""
+    groups = defaultdict(list)
+    for r in diversity:
+        for ipc, m in r["ipc"].items():
+            groups[(r["dataset"], r["method"], ipc)].append(m)
+    methods = [m for m in METHOD_ORDER if m in cfg["tables"]["table1"]["methods"] and m != "full"]
+    out = ["# Diversity and coverage of the distilled sets (Table 1's datasets)", "",
+           "Measured on VAE latents (posterior means), mean ± sample std over the distilled sets "
+           "(seeds × distillation seeds). **Similarity**: mean pairwise cosine similarity of a class's "
+           "latents, averaged over classes (lower = more diverse). **Coverage** (%): share of real training "
+           "latents with a same-class distilled latent closer than the class's median real "
+           "nearest-neighbour distance (higher = more of the class represented).", ""]
+    for key, title, scale in (("similarity", "Within-class similarity", 1), ("coverage", "Coverage (%)", 100)):
+        out += [f"## {title}", "", "| Dataset | IPC | " + " | ".join(METHOD_LABELS[m] for m in methods) + " |",
+                "|---|---|" + "---:|" * len(methods)]
+        for d in cfg["tables"]["table1"]["datasets"]:
+            for ipc in cfg["ipc"]:
+                vals = []
+                for m in methods:
+                    xs = np.array([scale * v[key] for v in groups.get((d, m, str(ipc)), [])])
+                    ddof = 1 if len(xs) > 1 else 0
+                    vals.append("–" if len(xs) == 0 else f"{xs.mean():.3g} ± {xs.std(ddof=ddof):.2g}")
+                out.append(f"| {d} | {ipc} | " + " | ".join(vals) + " |")
+        out.append("")
+    return "\n".join(out)
+
+
+def render_all(cfg: dict, result_paths: list[str], out_tables, out_metrics, out_plots,
+               diversity_paths: list[str] = (), grids: dict | None = None) -> dict:
     results = [read_json(p) for p in result_paths]
     agg = aggregate(results)
     for table in cfg["tables"]:
         write_text(Path(out_tables) / f"{table}.md", render_markdown(cfg, table, agg))
         write_text(Path(out_tables) / f"{table}.tex", render_latex(cfg, table, agg))
+    write_text(Path(out_tables) / "diversity.md", render_diversity(cfg, [read_json(p) for p in diversity_paths]))
+    for src, dst in (grids or {}).items():
+        with atomic_path(dst) as tmp:
+            shutil.copyfile(src, tmp)
     write_curves(results, out_plots)
     tree = metrics_tree(cfg, agg)
     write_json(out_metrics, tree)

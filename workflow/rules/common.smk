@@ -23,7 +23,25 @@ os.environ.update(DIVDISTILL_TRACKING=json.dumps(config["mlflow"]))
 
 
 def all_targets():
-    return [*expand("reports/tables/{table}.{ext}", table=TABLES, ext=["md", "tex"]), "reports/metrics.json"]
+    return [*expand("reports/tables/{table}.{ext}", table=TABLES, ext=["md", "tex"]), "reports/metrics.json",
+            "reports/tables/diversity.md", *FIGURES]
+
+
+def distilled_sets(datasets, methods):
+    """(dataset, method, distill_seed, seed) of every distilled set the grid evaluates."""
+    return [(d, m, ds, s) for d in datasets for m in methods if m != "full"
+            for ds in dd.distill_seeds_for(config, m) for s in config["seeds"]]
+
+
+# Diversity and coverage: every distilled set of Table 1's datasets and methods.
+DIVERSITY = [f"results/diversity/{d}/{m}/distill{ds}-seed{s}.json"
+             for d, m, ds, s in distilled_sets(config["tables"]["table1"]["datasets"], config["tables"]["table1"]["methods"])]
+# Sample grids of the generative methods (first distillation seed, first seed) copied to reports/figures.
+GRIDS = {f"reports/figures/samples-{d}-{m}.png": f"results/figures/samples/{d}-{m}-distill{ds}-seed{s}.png"
+         for d, m, ds, s in distilled_sets(dd.datasets_used(config), dd.GENERATIVE_METHODS)
+         if any(m in t["methods"] and d in t["datasets"] for t in config["tables"].values())
+         and ds == dd.distill_seeds_for(config, m)[0] and s == config["seeds"][0]}
+FIGURES = list(GRIDS)
 
 
 def as_arg(obj):
@@ -49,12 +67,24 @@ def eval_params(wildcards):
 
 def eval_cell(wildcards):
     return as_arg({"dataset": wildcards.dataset, "method": wildcards.method, "ipc": wildcards.ipc,
-                   "model": wildcards.model, "seed": int(wildcards.seed)})
+                   "model": wildcards.model, "distill_seed": int(wildcards.distill_seed),
+                   "seed": int(wildcards.seed)})
 
 
 def eval_inputs(wildcards):
-    data = f"results/data/{wildcards.dataset}"
-    inputs = {"meta": f"{data}/meta.json"}
+    inputs = {"meta": f"results/data/{wildcards.dataset}/meta.json"}
     if wildcards.method != "full":
-        inputs["distilled"] = f"results/distilled/{wildcards.dataset}/{wildcards.method}/seed{wildcards.seed}.safetensors"
+        inputs["distilled"] = (f"results/distilled/{wildcards.dataset}/{wildcards.method}/"
+                               f"distill{wildcards.distill_seed}-seed{wildcards.seed}.safetensors")
     return inputs
+
+
+def finetune_params(wildcards):
+    return as_arg({k: v for k, v in config["finetune"].items() if k != "threads"})
+
+
+def generator_dir(wildcards):
+    """The DiT a generative method samples from: its fine-tuned copy, or the pretrained one for DiT."""
+    if dd.GENERATIVE_METHODS[wildcards.method] is None:
+        return GEN["dit"]
+    return f"results/finetuned/{wildcards.dataset}/{wildcards.method}/distill{wildcards.distill_seed}"

@@ -3,7 +3,7 @@ rule evaluate:
     input:
         unpack(eval_inputs),
     output:
-        "results/eval/{dataset}/{method}/ipc{ipc}/{model}/seed{seed}.json",
+        "results/eval/{dataset}/{method}/ipc{ipc}/{model}/distill{distill_seed}-seed{seed}.json",
     params:
         cell=eval_cell,
         hp=eval_params,
@@ -12,7 +12,7 @@ rule evaluate:
     conda:
         "../envs/divdistill.yaml"
     log:
-        "results/logs/evaluate/{dataset}/{method}/ipc{ipc}/{model}/seed{seed}.log",
+        "results/logs/evaluate/{dataset}/{method}/ipc{ipc}/{model}/distill{distill_seed}-seed{seed}.log",
     resources:
         mem_mb=3000,
         runtime=60,

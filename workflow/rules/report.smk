@@ -1,13 +1,18 @@
 rule render:
     """Tables (Markdown + LaTeX), DVC metrics and accuracy curves from every evaluation."""
     input:
-        [c.path for c in CELLS],
+        results=[c.path for c in CELLS],
+        diversity=DIVERSITY,
+        grids=list(GRIDS.values()),
     output:
         tables=expand("reports/tables/{table}.{ext}", table=TABLES, ext=["md", "tex"]),
+        diversity="reports/tables/diversity.md",
+        figures=FIGURES,
         metrics="reports/metrics.json",
         plots=directory("reports/plots/curves"),
     params:
-        spec=as_arg({k: config[k] for k in ("tables", "ipc", "seeds")}),
+        spec=as_arg({k: config[k] for k in ("tables", "ipc", "seeds", "distill_seeds")}),
+        grids=" ".join(f"{src}={dst}" for dst, src in GRIDS.items()),
     conda:
         "../envs/divdistill.yaml"
     log:
@@ -16,5 +21,6 @@ rule render:
         mem_mb=1000,
         runtime=5,
     shell:
-        "divdistill render --spec {params.spec} --results {input} --tables reports/tables "
+        "divdistill render --spec {params.spec} --results {input.results} --diversity {input.diversity} "
+        "--grids {params.grids} --tables reports/tables "
         "--metrics {output.metrics} --plots {output.plots} 2> {log}"

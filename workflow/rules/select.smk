@@ -3,7 +3,8 @@ rule select:
     input:
         meta="results/data/{dataset}/meta.json",
     output:
-        "results/distilled/{dataset}/{method}/seed{seed}.safetensors",
+        # selections fine-tune nothing: their distillation seed is always 0
+        "results/distilled/{dataset}/{method}/distill0-seed{seed}.safetensors",
     wildcard_constraints:
         method="|".join(dd.SELECTION_METHODS),
     params:
@@ -19,3 +20,26 @@ rule select:
         "divdistill select --method {wildcards.method} "
         "--data results/data/{wildcards.dataset} --seed {wildcards.seed} --max-ipc {params.max_ipc} "
         "--out {output} 2> {log}"
+
+
+rule diversity:
+    """Within-class similarity and coverage of a distilled set's latents at every IPC."""
+    input:
+        meta="results/data/{dataset}/meta.json",
+        distilled="results/distilled/{dataset}/{method}/distill{distill_seed}-seed{seed}.safetensors",
+        cache="results/latents/{dataset}.safetensors",
+        vae=GEN["vae"],
+    output:
+        "results/diversity/{dataset}/{method}/distill{distill_seed}-seed{seed}.json",
+    params:
+        ipc=" ".join(str(i) for i in config["ipc"]),
+    conda:
+        "../envs/divdistill.yaml"
+    log:
+        "results/logs/diversity/{dataset}/{method}/distill{distill_seed}-seed{seed}.log",
+    resources:
+        mem_mb=4000,
+        runtime=10,
+    shell:
+        "divdistill diversity --data results/data/{wildcards.dataset} --vae {input.vae} --cache {input.cache} "
+        "--distilled {input.distilled} --ipc {params.ipc} --out {output} 2> {log}"

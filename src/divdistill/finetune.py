@@ -1,0 +1,448 @@
+"""Fine-tune a pretrained DiT with DiffFit and the two class memories (arXiv 2505.19469, eq. 6).
+
+Per step (batch of B cached training images, true generator-space labels y):
+
+    z0 = mean + std * e                 fresh draw from the cached VAE posterior (of the flip, p = 0.5)
+    z_t = sqrt(abar_t) z0 + sqrt(1 - abar_t) eps,  t ~ U{0..T-1}          (eq. 1)
+    out = DiT(z_t, t, y with CFG dropout -> null label)                    (B, 2C, h, w): eps, variance
+    L = L_diff(out) + sum_c (lambda_r L_r,c + lambda_g L_g,c) / #classes  (eqs. 2, 4-6; memories by true y)
+    AdamW step on the DiffFit set, EMA of that set, then memories += z0 (real), detached z0_hat (gen).
+
+Reproducibility: every random draw comes from generators derived from ``seed`` (epoch permutations
+are a pure function of (seed, epoch), so a position in training is just the step count). A checkpoint
+holds trainable and EMA parameters, the optimizer, both memories and every generator state, written
+atomically as a directory ``step-XXXXXXXX`` (tensors in safetensors, the rest as a plain-Python
+skeleton read with ``torch.load(weights_only=True)``); ``finetune`` resumes from the newest one, and a
+run killed anywhere ends bit-identical (on CPU) to an uninterrupted one.
+
+    cache = latent_cache(vae, train.images, "results/.../latents.safetensors")
+    model, summary = finetune(dit, cache, labels_gen, dit.config.num_embeds_ada_norm,
+                              DDPMScheduler(1000, beta_schedule="linear"), cfg, seed, ckpt_dir)
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import re
+import shutil
+import tempfile
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from tqdm import tqdm
+
+from .config import GENERATIVE_METHODS
+from .difffit import apply_difffit, count_trainable, fold_difffit, tie_class_embeddings
+from .io import load_tensors, save_tensors
+from .latents import encode_posterior
+from .losses import diffusion_loss, memory_loss, predict_x0
+from .memory import STRATEGIES, Memory
+
+# ----------------------------------------------------------------------------- methods
+
+# method -> (real-memory eviction, generative-memory eviction); None: the pretrained DiT, not fine-tuned.
+METHODS = GENERATIVE_METHODS  # method -> (real_evict, gen_evict); None: the pretrained DiT as is
+
+
+def evictions(method: str) -> tuple[str, str]:
+    """(real_evict, gen_evict) of a fine-tuned method; ValueError for "dit" and unknown names."""
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; known: {', '.join(METHODS)}")
+    if METHODS[method] is None:
+        raise ValueError(f"method {method!r} uses the pretrained model as is: there is nothing to fine-tune")
+    return METHODS[method]
+
+
+# ----------------------------------------------------------------------------- config
+
+
+@dataclass
+class FinetuneConfig:
+    epochs: int = 8  # passes over the subset's training images (paper: 8)
+    batch_size: int = 8  # images per step (paper: 8); an epoch's partial last batch is dropped, as DiT's
+    lr: float = 1e-3  # AdamW learning rate (paper: 1e-3)
+    weight_decay: float = 0.0  # AdamW weight decay (paper: 0)
+    ema_decay: float = 0.9999  # EMA of the trainable set, sampled from (paper 0.9999; short demo runs need less)
+    label_dropout: float = 0.1  # P(a sample's label -> null label), classifier-free-guidance training as DiT
+    lambda_real: float = 0.002  # lambda_r of eq. (6): weight of the representativeness term L_r
+    lambda_gen: float = 0.008  # lambda_g of eq. (6): weight of the diversity term L_g
+    memory_size: int = 64  # K: latents per class in each memory
+    real_evict: str = "max"  # real-memory eviction: fifo | max | min | random ("ours": max, Minimax: fifo)
+    gen_evict: str = "max"  # generative-memory eviction, same choices
+    difffit_blocks: int | None = None  # blocks with DiffFit scale factors; None: the first half (14 of 28)
+    checkpoint_every: int = 0  # steps between checkpoints (0: only at the end); needs a checkpoint_dir
+    max_steps: int | None = None  # stop after this many steps (demo, tests); the step sequence is unchanged
+    flip: bool = True  # horizontal-flip augmentation, p = 0.5, from the cached latents of the flipped images
+    log_every: int = 50  # steps between memory-similarity entries in the step log (also at the last step)
+
+    def __post_init__(self):
+        for name in ("real_evict", "gen_evict"):
+            if getattr(self, name) not in STRATEGIES:
+                raise ValueError(f"{name} must be one of {STRATEGIES}, got {getattr(self, name)!r}")
+        if min(self.epochs, self.batch_size, self.memory_size, self.log_every) < 1 or self.checkpoint_every < 0:
+            raise ValueError("epochs, batch_size, memory_size and log_every must be >= 1, checkpoint_every >= 0")
+        if not 0 <= self.label_dropout <= 1 or not 0 <= self.ema_decay <= 1:
+            raise ValueError("label_dropout and ema_decay must lie in [0, 1]")
+
+
+# Fields that may change between a run and its resumption without changing what a step computes.
+_VOLATILE = ("checkpoint_every", "max_steps", "log_every")
+
+
+# ----------------------------------------------------------------------------- latent cache
+
+# A cache is {"mean", "std"} (N, c, h, w) scaled posterior of every training image, plus
+# {"mean_flip", "std_flip"} for its horizontal flip. The VAE is not flip-equivariant, so the flip is
+# encoded from flipped pixels rather than by flipping latents. A callable (idx (B,), flip (B,) bool,
+# generator) -> z0 (B, c, h, w) may stand in for a cache (the benchmark's encode-every-step path).
+LatentSource = dict[str, torch.Tensor] | Callable[[torch.Tensor, torch.Tensor, torch.Generator], torch.Tensor]
+
+
+def cache_latents(vae, images: torch.Tensor, flip: bool = True, batch_size: int = 256, device="cpu") -> dict:
+    """Encode every uint8 image (N, C, H, W) once (and its horizontal flip once): scaled posterior
+    mean and std, each (N, c, h, w) float on the CPU."""
+    parts: dict[str, list[torch.Tensor]] = {k: [] for k in ("mean", "std", "mean_flip", "std_flip")}
+    for i in range(0, len(images), batch_size):  # chunked: never holds a flipped copy of all images
+        x = images[i:i + batch_size]
+        for suffix, xs in [("", x)] + ([("_flip", x.flip(-1))] if flip else []):
+            m, s = encode_posterior(vae, xs, batch_size, device)
+            parts["mean" + suffix].append(m)
+            parts["std" + suffix].append(s)
+    return {k: torch.cat(v) for k, v in parts.items() if v}
+
+
+def fingerprint(vae, images: torch.Tensor) -> str:
+    """sha256 over the images and the VAE's weights: tells a cache written for other inputs."""
+    h = hashlib.sha256(images.cpu().contiguous().numpy())
+    for k, v in vae.state_dict().items():
+        h.update(k.encode())
+        h.update(v.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy())
+    return h.hexdigest()
+
+
+def save_latent_cache(path, cache: dict, fp: str | None = None) -> None:
+    save_tensors(path, cache, {"fingerprint": fp})
+
+
+def load_latent_cache(path) -> tuple[dict, str | None]:
+    """(cache, fingerprint it was saved with)."""
+    cache, meta = load_tensors(path)
+    return cache, meta.get("fingerprint")
+
+
+def latent_cache(vae, images: torch.Tensor, path, flip: bool = True, batch_size: int = 256, device="cpu") -> dict:
+    """The cache at ``path`` if it was written for these images, this VAE and this flip setting;
+    otherwise encode and save it (atomically)."""
+    fp = fingerprint(vae, images)
+    if Path(path).exists():
+        cache, old = load_latent_cache(path)
+        if old == fp and ("mean_flip" in cache) == flip:
+            return cache
+    cache = cache_latents(vae, images, flip, batch_size, device)
+    save_latent_cache(path, cache, fp)
+    return cache
+
+
+def draw_latents(cache: LatentSource, idx: torch.Tensor, flip: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    """z0 = mean + std * e (B, c, h, w) from the cached posteriors of images idx (B,), flipped where flip."""
+    if callable(cache):
+        return cache(idx, flip, g)
+    mean, std = cache["mean"][idx], cache["std"][idx]
+    if flip.any():
+        f = flip.view(-1, 1, 1, 1)
+        mean, std = torch.where(f, cache["mean_flip"][idx], mean), torch.where(f, cache["std_flip"][idx], std)
+    return mean + std * torch.randn(mean.shape, generator=g)
+
+
+# ----------------------------------------------------------------------------- shared embedders
+
+
+def _once_per_forward(emb) -> None:
+    """Memoise the shared embedder on its last call. All blocks of one forward pass it the same timestep
+    and label tensors, so it runs once per forward, like the reference DiT's c = t_emb + y_emb, and the
+    blocks' gradients meet in one conditioning vector. Tensor versions are part of the key, so an
+    in-place change of an input or a parameter (an optimizer step) forces a recomputation."""
+    forward, last = emb.forward, {}
+
+    def once(timestep, class_labels, hidden_dtype=None):
+        key = (timestep, class_labels, hidden_dtype, torch.is_grad_enabled(),
+               tuple(x._version for x in (timestep, class_labels, *emb.parameters())))
+        old = last.get("key")
+        if old is None or any(a is not b for a, b in zip(old[:3], key[:3])) or old[3:] != key[3:]:
+            last["key"], last["out"] = key, forward(timestep, class_labels, hidden_dtype=hidden_dtype)
+        return last["out"]
+
+    emb.forward = once  # an instance attribute: nn.Module.__call__ finds it before the class's forward
+
+
+def tie_embedders(model) -> None:
+    """Share block 0's conditioning embedder (timestep MLP + class table) with every block, as the
+    reference DiT's single t/y embedder, so DiffFit trains one set of its biases and one label table,
+    and evaluate it once per forward. Also zeroes LabelEmbedding's own dropout (``finetune`` drops each
+    sample's label once). Warns when the blocks' embedders differ: tying then changes the model."""
+    blocks = model.transformer_blocks
+    emb0 = blocks[0].norm1.emb
+    ref = emb0.state_dict()
+    if any(any(not torch.equal(v, ref[k]) for k, v in b.norm1.emb.state_dict().items()) for b in blocks[1:]):
+        warnings.warn("the blocks' timestep/class embedders differ; tying them to block 0's changes the model "
+                      "(a converted DiT checkpoint holds identical copies: pretrain with tie_embedders too)")
+    tie_class_embeddings(model)
+    for b in blocks[1:]:
+        b.norm1.emb = emb0
+    _once_per_forward(emb0)
+
+
+def untie_embedders(model) -> None:
+    """Give every block its own copy of block 0's embedder again (diffusers' layout), so
+    ``save_pretrained`` sees no shared tensors; the function is unchanged."""
+    blocks = model.transformer_blocks
+    blocks[0].norm1.emb.__dict__.pop("forward", None)  # drop the memo (before it is deep-copied)
+    for b in blocks[1:]:
+        if b.norm1.emb is blocks[0].norm1.emb:
+            b.norm1.emb = copy.deepcopy(blocks[0].norm1.emb)
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+_TENSORS, _SKELETON = "tensors.safetensors", "state.pt"
+_T = "__tensor__"
+_STEP_DIR = re.compile(r"step-(\d+)")
+
+
+def _split(obj, tensors: dict, path: str):
+    """Nested state -> skeleton with {_T: key} in place of each tensor, tensors[key] = CPU copy."""
+    if isinstance(obj, torch.Tensor):
+        tensors[path] = obj.detach().to("cpu", copy=True).contiguous()
+        return {_T: path}
+    if isinstance(obj, dict):
+        return {k: _split(v, tensors, f"{path}/{k}") for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_split(v, tensors, f"{path}/{i}") for i, v in enumerate(obj))
+    return obj
+
+
+def _join(obj, tensors: dict):
+    if isinstance(obj, dict):
+        return tensors[obj[_T]] if set(obj) == {_T} else {k: _join(v, tensors) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_join(v, tensors) for v in obj)
+    return obj
+
+
+def _checkpoints(root: Path) -> list[tuple[int, Path]]:
+    """Complete checkpoints (step, dir), oldest first. Only whole directories are ever renamed in."""
+    found = []
+    for d in root.glob("step-*") if root.is_dir() else []:
+        if (m := _STEP_DIR.fullmatch(d.name)) and (d / _TENSORS).is_file() and (d / _SKELETON).is_file():
+            found.append((int(m.group(1)), d))
+    return sorted(found)
+
+
+def save_checkpoint(root, state: dict) -> Path:
+    """Write ``root/step-<state['step']>`` atomically (temp dir + rename), then drop older ones."""
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    tensors: dict[str, torch.Tensor] = {}
+    skeleton = _split(state, tensors, "s")
+    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=root))
+    save_file(tensors, str(tmp / _TENSORS))
+    torch.save(skeleton, tmp / _SKELETON)
+    final = root / f"step-{state['step']:08d}"
+    if final.exists():  # the same step written again (a finished run asked to finish again)
+        shutil.rmtree(final)
+    tmp.rename(final)
+    # Older checkpoints, and leftovers of runs killed while writing or deleting, are superseded.
+    for d in [*root.glob("step-*"), *root.glob(".tmp-*")]:
+        if d != final:
+            shutil.rmtree(d, ignore_errors=True)
+    return final
+
+
+def load_checkpoint(root) -> dict | None:
+    """The newest complete checkpoint under ``root`` as a nested dict (tensors on the CPU); None if none."""
+    found = _checkpoints(Path(root))
+    if not found:
+        return None
+    d = found[-1][1]
+    return _join(torch.load(d / _SKELETON, weights_only=True), load_file(str(d / _TENSORS)))
+
+
+def _derive(seed: int, name: str) -> int:
+    """Independent 63-bit seed for stream ``name`` of run ``seed``."""
+    return int.from_bytes(hashlib.sha256(f"{seed}/{name}".encode()).digest()[:8], "little") >> 1
+
+
+def _epoch_order(seed: int, epoch: int, n: int) -> torch.Tensor:
+    """Image order (n,) of one epoch, a pure function of (seed, epoch): resuming needs no state for it."""
+    return torch.randperm(n, generator=torch.Generator().manual_seed(_derive(seed, f"epoch{epoch}")))
+
+
+def _rng_state(g: torch.Generator) -> dict:
+    state = {"step": g.get_state(), "torch": torch.get_rng_state()}  # torch's: dropout inside the DiT, if any
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(g: torch.Generator, state: dict) -> None:
+    g.set_state(state["step"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _memory_to(state: dict, device) -> dict:
+    """A Memory state_dict with its latents and similarities moved to ``device`` (generators stay)."""
+    move = lambda s: s | {"latents": s["latents"].to(device), "sim": s["sim"].to(device)}  # noqa: E731
+    return state | {"classes": {c: move(s) for c, s in state["classes"].items()}}
+
+
+# ----------------------------------------------------------------------------- fine-tuning
+
+
+def _identity(cfg: FinetuneConfig, seed: int, labels: torch.Tensor, null_label: int, names: list[str]) -> dict:
+    """What a checkpoint must agree on to be resumed by this call."""
+    conf = {k: v for k, v in asdict(cfg).items() if k not in _VOLATILE}
+    labels_sha = hashlib.sha256(labels.numpy()).hexdigest()
+    return {"config": conf, "seed": seed, "n": len(labels), "labels": labels_sha, "null": null_label,
+            "trainable": names}
+
+
+def finetune(
+    dit,
+    cache: LatentSource,
+    labels_gen: torch.Tensor,  # (N,) label of each cached image in the DiT's label space
+    null_label: int,  # the unconditional label (num_embeds_ada_norm; 1000 for DiT-XL/2)
+    scheduler,  # diffusers DDPMScheduler (linear, 1000 steps)
+    cfg: FinetuneConfig,
+    seed: int,
+    checkpoint_dir=None,
+    on_step: Callable[[dict], None] | None = None,
+    progress: bool = True,
+):
+    """Fine-tune ``dit`` (modified in place) and return (EMA model with DiffFit folded, summary).
+
+    The returned model is ``dit`` itself holding the EMA weights: a plain DiTTransformer2DModel in eval
+    mode, ``save_pretrained``-able. ``on_step`` receives each step's log after that step's checkpoint:
+    step (steps done), epoch, loss (eq. 6), loss_diff = mse + vb, loss_real / loss_gen (unweighted L_r,
+    L_g averaged over the batch's classes; 0 while memories are empty) and, every ``cfg.log_every``
+    steps and at the last, sim_real / sim_gen (the memories' mean pairwise cosine similarity).
+    With ``checkpoint_dir``, the newest checkpoint there is resumed (it must be from the same config,
+    seed and data) and checkpoints are written every ``cfg.checkpoint_every`` steps and at the end.
+    """
+    t_start = time.perf_counter()
+    labels_gen = torch.as_tensor(labels_gen, dtype=torch.long).cpu().contiguous()
+    n, bs = len(labels_gen), cfg.batch_size
+    steps_per_epoch = n // bs
+    if steps_per_epoch == 0:
+        raise ValueError(f"{n} training images give no full batch of {bs}")
+    total = cfg.epochs * steps_per_epoch
+    total = total if cfg.max_steps is None else min(total, cfg.max_steps)
+    rows = dit.config.num_embeds_ada_norm + 1  # class table rows: labels 0..num_embeds-1, then the null label
+    if not (0 <= int(labels_gen.min()) and int(labels_gen.max()) < rows and 0 <= null_label < rows):
+        raise ValueError(f"labels must index the DiT's class table of {rows} rows (generator-space labels)")
+    if cfg.flip and not callable(cache) and "mean_flip" not in cache:
+        raise ValueError("cfg.flip needs a cache made with flip=True")
+    device = next(dit.parameters()).device
+    alphas_cumprod = scheduler.alphas_cumprod
+    T = scheduler.config.num_train_timesteps
+
+    tie_embedders(dit)
+    ids = {id(p) for p in apply_difffit(dit, cfg.difffit_blocks)}
+    params = {k: p for k, p in dit.named_parameters() if id(p) in ids}  # deduplicated, in module order
+    trainable_count = count_trainable(dit)
+    # foreach: one kernel per op over the ~100-1000 small tensors instead of a Python loop (also on CPU)
+    opt = torch.optim.AdamW(list(params.values()), lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=True)
+    ema = {k: p.detach().clone() for k, p in params.items()}
+    ema_list, param_list = list(ema.values()), [p.detach() for p in params.values()]
+    g = torch.Generator().manual_seed(_derive(seed, "step"))  # flips, posterior draws, t, noise, label dropout
+    real = Memory(cfg.memory_size, cfg.real_evict, torch.Generator().manual_seed(_derive(seed, "real")))
+    gen = Memory(cfg.memory_size, cfg.gen_evict, torch.Generator().manual_seed(_derive(seed, "gen")))
+    identity = _identity(cfg, seed, labels_gen, null_label, list(params))
+
+    start, last, resumed = 0, {}, None
+    ck = load_checkpoint(checkpoint_dir) if checkpoint_dir is not None else None
+    if ck is None:
+        torch.manual_seed(_derive(seed, "torch"))  # only dropout inside the DiT (if configured) draws from it
+    else:
+        if diff := [k for k in identity if ck["identity"].get(k) != identity[k]]:
+            raise ValueError(f"checkpoint in {checkpoint_dir} is from another run (differs in {', '.join(diff)})")
+        with torch.no_grad():
+            for k, p in params.items():
+                p.copy_(ck["trainable"][k])
+                ema[k].copy_(ck["ema"][k])
+        opt.load_state_dict(ck["optimizer"])
+        real.load_state_dict(_memory_to(ck["memory_real"], device))
+        gen.load_state_dict(_memory_to(ck["memory_gen"], device))
+        _set_rng_state(g, ck["rng"])
+        start = resumed = ck["step"]
+        last = ck["last_log"]
+
+    def checkpoint(step: int) -> None:
+        save_checkpoint(checkpoint_dir, {
+            "step": step, "epoch": step // steps_per_epoch, "position": step % steps_per_epoch,
+            "identity": identity, "trainable": params, "ema": ema, "optimizer": opt.state_dict(),
+            "memory_real": real.state_dict(), "memory_gen": gen.state_dict(), "rng": _rng_state(g),
+            "last_log": last,
+        })
+
+    dit.train()  # LabelEmbedding dropout is off (tie_embedders); labels are dropped below, once per sample
+    order_epoch, order = -1, None
+    for step in tqdm(range(start, total), initial=start, total=total, disable=not progress, desc="finetune"):
+        epoch, pos = divmod(step, steps_per_epoch)
+        if epoch != order_epoch:
+            order_epoch, order = epoch, _epoch_order(seed, epoch, n)  # (N,)
+        idx = order[pos * bs:(pos + 1) * bs]  # (B,)
+        flip = torch.rand(bs, generator=g) < 0.5 if cfg.flip else torch.zeros(bs, dtype=torch.bool)
+        z0 = draw_latents(cache, idx, flip, g).to(device)  # (B, C, h, w)
+        t = torch.randint(0, T, (bs,), generator=g).to(device)  # (B,)
+        noise = torch.randn(z0.shape, generator=g).to(device)  # (B, C, h, w)
+        drop = (torch.rand(bs, generator=g) < cfg.label_dropout).to(device)  # (B,)
+        y = labels_gen[idx].to(device)  # (B,) true labels: they key the memories
+        z_t = scheduler.add_noise(z0, noise, t)  # eq. (1)
+        out = dit(z_t, timestep=t, class_labels=torch.where(drop, null_label, y)).sample  # (B, 2C, h, w)
+        l_diff, d = diffusion_loss(out, z0, z_t, t, noise, scheduler)
+        z0_hat = predict_x0(z_t, out[:, :z0.shape[1]], t, alphas_cumprod)  # (B, C, h, w), grads through eps
+        l_mem, m = memory_loss(z0_hat, y, real, gen, cfg.lambda_real, cfg.lambda_gen)
+        loss = l_diff + l_mem  # eq. (6)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        # EMA of the trainable set only: frozen parameters never change, so their EMA is themselves.
+        # lerp = ema + w (p - ema): exact where p == ema (e.g. class rows that never get a gradient).
+        torch._foreach_lerp_(ema_list, param_list, 1 - cfg.ema_decay)
+        real.update(z0, y)  # after this step's loss, as the method prescribes
+        gen.update(z0_hat.detach(), y)
+
+        done = step + 1
+        last = {"step": done, "epoch": epoch, "loss": loss.item(), "loss_diff": l_diff.item(), **d, **m}
+        if done % cfg.log_every == 0 or done == total:
+            last |= {"sim_real": real.mean_pairwise_similarity(), "sim_gen": gen.mean_pairwise_similarity()}
+        due = done == total or (cfg.checkpoint_every and done % cfg.checkpoint_every == 0)
+        if checkpoint_dir is not None and due:
+            checkpoint(done)
+        if on_step is not None:
+            on_step(dict(last))
+
+    if checkpoint_dir is not None and start == total and resumed is None:  # nothing to train (max_steps=0)
+        checkpoint(total)
+    with torch.no_grad():
+        for k, p in params.items():
+            p.copy_(ema[k])
+    fold_difffit(dit)
+    untie_embedders(dit)
+    dit.eval().requires_grad_(False)
+    sizes = lambda mem: {c: len(mem.get(c)) for c in mem.classes()}  # noqa: E731
+    summary = {
+        "steps": total, "steps_per_epoch": steps_per_epoch, "resumed_from": resumed, "final": last,
+        "sim_real": real.mean_pairwise_similarity(), "sim_gen": gen.mean_pairwise_similarity(),
+        "memory_sizes": {"real": sizes(real), "gen": sizes(gen)}, "trainable": trainable_count,
+        "seconds": time.perf_counter() - t_start,
+    }
+    return dit, summary

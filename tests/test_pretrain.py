@@ -1,0 +1,110 @@
+"""Demo pretraining on tiny models: scaling factor, learning, determinism, checkpoint/resume."""
+
+import pytest
+import torch
+
+from divdistill.latents import encode_posterior
+from divdistill.pretrain import DiTConfig, VAEConfig, build_vae, set_scaling_factor, train_dit, train_vae
+
+VAE = dict(block_out_channels=(8, 8), norm_num_groups=4, batch_size=8, warmup_steps=2, lr=3e-3)
+DIT = dict(num_layers=2, num_attention_heads=2, attention_head_dim=8, batch_size=16, warmup_steps=2, lr=3e-3,
+           ema_decay=0.9)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models: a second thread only adds OpenMP overhead, and on a shared machine a lot of it."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+class Interrupt(Exception):
+    pass
+
+
+@pytest.fixture(scope="module")
+def images():
+    """Blobs of class-dependent size on a dark background: (32, 1, 16, 16) uint8, labels (32,)."""
+    g = torch.Generator().manual_seed(0)
+    labels = torch.arange(32) % 4
+    yy, xx = torch.meshgrid(torch.arange(16), torch.arange(16), indexing="ij")
+    r = (yy - 8) ** 2 + (xx - 8) ** 2
+    imgs = (r[None] < (2 + 2 * labels.view(-1, 1, 1)) ** 2).float() * 200 + 20 * torch.rand(32, 16, 16, generator=g)
+    return imgs[:, None].to(torch.uint8), labels
+
+
+@pytest.fixture(scope="module")
+def latents(images):
+    g = torch.Generator().manual_seed(1)
+    labels = images[1]
+    mean = torch.randn(32, 4, 4, 4, generator=g) * 0.3 + labels.view(-1, 1, 1, 1).float() - 1.5
+    return mean, torch.full_like(mean, 0.05), labels
+
+
+def weights(model):
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def assert_same(a, b):
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_scaling_factor_gives_unit_std(images):
+    vae = build_vae(VAEConfig(**VAE), 1, 16, seed=0).eval()
+    factor = set_scaling_factor(vae, images[0])
+    assert vae.config.scaling_factor == factor
+    mean, _ = encode_posterior(vae, images[0])
+    assert mean.std().item() == pytest.approx(1.0, abs=1e-4)
+
+
+def test_vae_learns(images):
+    log = []
+    train_vae(images[0], VAEConfig(**VAE, steps=20), seed=0, on_step=lambda s, m: log.append(m["mse"]),
+              progress=False)
+    assert len(log) == 20 and sum(log[-5:]) < 0.8 * sum(log[:5])
+
+
+def test_dit_learns_and_restores_label_dropout(latents):
+    log = []
+    dit = train_dit(*latents, num_classes=4, cfg=DiTConfig(**DIT, steps=40), seed=0,
+                    on_step=lambda s, m: log.append(m["loss"]), progress=False)
+    assert sum(log[-8:]) < 0.8 * sum(log[:8])
+    assert not dit.training and all(b.norm1.emb.class_embedder.dropout_prob == 0.1 for b in dit.transformer_blocks)
+    assert dit.config.num_embeds_ada_norm == 4 and dit.config.out_channels == 8
+
+
+def _interrupted_then_resumed(train, ckpt, steps_at_interrupt):
+    def stop(step, _):
+        if step == steps_at_interrupt:
+            raise Interrupt
+    with pytest.raises(Interrupt):
+        train(ckpt, stop)
+    seen = []
+    model = train(ckpt, lambda s, m: seen.append(s))
+    assert seen[0] == steps_at_interrupt + 1  # resumed, not restarted
+    return model
+
+
+def test_vae_resume_is_exact(images, tmp_path):
+    cfg = VAEConfig(**VAE, steps=6)
+    run = lambda ckpt, cb=None: train_vae(images[0], cfg, seed=3, on_step=cb, checkpoint_path=ckpt,  # noqa: E731
+                                          checkpoint_every=3, progress=False)
+    ref = run(None)
+    resumed = _interrupted_then_resumed(run, tmp_path / "vae.pt", 3)
+    assert_same(weights(ref), weights(resumed))
+    assert ref.config.scaling_factor == resumed.config.scaling_factor
+    assert_same(weights(ref), weights(run(tmp_path / "vae.pt")))  # finished checkpoint: same result again
+
+
+def test_dit_resume_is_exact_and_checks_config(latents, tmp_path):
+    cfg = DiTConfig(**DIT, steps=6)
+    run = lambda ckpt, cb=None, c=cfg: train_dit(*latents, num_classes=4, cfg=c, seed=3, on_step=cb,  # noqa: E731
+                                                 checkpoint_path=ckpt, checkpoint_every=3, progress=False)
+    ref = weights(run(None))
+    assert_same(ref, weights(run(None)))  # deterministic
+    resumed = _interrupted_then_resumed(run, tmp_path / "dit.pt", 3)
+    assert_same(ref, weights(resumed))  # the EMA weights, hence model, optimiser, RNG and step all restored
+    with pytest.raises(ValueError, match="another configuration"):
+        run(tmp_path / "dit.pt", c=DiTConfig(**{**DIT, "lr": 1e-3}, steps=6))

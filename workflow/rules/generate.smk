@@ -1,0 +1,136 @@
+# The generator: (demo) pretraining of the stand-in VAE and DiT, the per-dataset
+# latent cache, fine-tuning with the memories, and sampling of distilled sets.
+
+GEN = config["generator"]
+
+if GEN["pretrain"]:
+
+    rule pretrain_vae:
+        """Demo stand-in for the SD VAE: a small AutoencoderKL on every demo class."""
+        input:
+            meta=f"results/data/{config['pretrain']['dataset']}/meta.json",
+        output:
+            directory(GEN["vae"]),
+        params:
+            p=as_arg({k: config["pretrain"][k] for k in ("seed", "vae")}),
+            data=lambda w, input: os.path.dirname(input.meta),
+        priority: 50  # on the critical path: start before the evaluations
+        threads: config["pretrain"]["threads"]
+        conda:
+            "../envs/divdistill.yaml"
+        log:
+            "results/logs/pretrain/vae.log",
+        resources:
+            mem_mb=4000,
+            runtime=30,
+        shell:
+            "divdistill pretrain-vae --data {params.data} --params {params.p} "
+            "--out {output} --checkpoints results/checkpoints/pretrain --threads {threads} 2> {log}"
+
+    rule pretrain_dit:
+        """Demo stand-in for DiT-XL/2: a small class-conditional learned-variance DiT."""
+        input:
+            meta=f"results/data/{config['pretrain']['dataset']}/meta.json",
+            vae=GEN["vae"],
+        output:
+            directory(GEN["dit"]),
+        params:
+            p=as_arg({k: config["pretrain"][k] for k in ("seed", "dit", "grid")}),
+            data=lambda w, input: os.path.dirname(input.meta),
+        priority: 50  # on the critical path: start before the evaluations
+        threads: config["pretrain"]["threads"]
+        conda:
+            "../envs/divdistill.yaml"
+        log:
+            "results/logs/pretrain/dit.log",
+        resources:
+            mem_mb=4000,
+            runtime=60,
+        shell:
+            "divdistill pretrain-dit --data {params.data} --vae {input.vae} "
+            "--params {params.p} --out {output} --checkpoints results/checkpoints/pretrain "
+            "--threads {threads} 2> {log}"
+
+
+rule encode:
+    """VAE posterior (mean, std) of every training image and of its flip, computed once."""
+    input:
+        meta="results/data/{dataset}/meta.json",
+        vae=GEN["vae"],
+    output:
+        "results/latents/{dataset}.safetensors",
+    priority: 40  # on the critical path: start before the evaluations
+    threads: config["finetune"]["threads"]
+    conda:
+        "../envs/divdistill.yaml"
+    log:
+        "results/logs/encode/{dataset}.log",
+    resources:
+        mem_mb=8000,
+        runtime=30,
+        gpu=1,
+    shell:
+        "divdistill encode --data results/data/{wildcards.dataset} --vae {input.vae} --out {output} "
+        "--threads {threads} 2> {log}"
+
+
+rule finetune:
+    """DiffFit fine-tuning with the representativeness/diversity memories (eq. 6)."""
+    input:
+        meta="results/data/{dataset}/meta.json",
+        cache="results/latents/{dataset}.safetensors",
+        vae=GEN["vae"],
+        dit=GEN["dit"],
+    output:
+        directory("results/finetuned/{dataset}/{method}/distill{distill_seed}"),
+    wildcard_constraints:
+        method="|".join(dd.FINETUNED_METHODS),
+    params:
+        p=finetune_params,
+        # outside the output: Snakemake deletes a failed job's output, a checkpoint must survive
+        checkpoints="results/checkpoints/finetune/{dataset}/{method}/distill{distill_seed}",
+    priority: 30  # on the critical path: start before the evaluations
+    threads: config["finetune"]["threads"]
+    conda:
+        "../envs/divdistill.yaml"
+    log:
+        "results/logs/finetune/{dataset}/{method}/distill{distill_seed}.log",
+    resources:
+        mem_mb=16000,
+        runtime=600,
+        gpu=1,
+    shell:
+        "divdistill finetune --data results/data/{wildcards.dataset} --vae {input.vae} --dit {input.dit} "
+        "--method {wildcards.method} --distill-seed {wildcards.distill_seed} --params {params.p} "
+        "--cache {input.cache} --checkpoints {params.checkpoints} --out {output} --threads {threads} 2> {log}"
+
+
+rule sample:
+    """A generative method's distilled set at the largest IPC (smaller IPCs are per-class prefixes)."""
+    input:
+        meta="results/data/{dataset}/meta.json",
+        vae=GEN["vae_decoder"],
+        dit=generator_dir,
+    output:
+        distilled="results/distilled/{dataset}/{method}/distill{distill_seed}-seed{seed}.safetensors",
+        grid="results/figures/samples/{dataset}-{method}-distill{distill_seed}-seed{seed}.png",
+    wildcard_constraints:
+        method="|".join(dd.GENERATIVE_METHODS),
+    params:
+        p=as_arg({k: v for k, v in config["sample"].items() if k != "threads"}),
+        max_ipc=max(config["ipc"]),
+    priority: 20  # on the critical path: start before the evaluations
+    threads: config["sample"]["threads"]
+    conda:
+        "../envs/divdistill.yaml"
+    log:
+        "results/logs/sample/{dataset}/{method}/distill{distill_seed}-seed{seed}.log",
+    resources:
+        mem_mb=8000,
+        runtime=120,
+        gpu=1,
+    shell:
+        "divdistill sample --data results/data/{wildcards.dataset} --vae {input.vae} --dit {input.dit} "
+        "--method {wildcards.method} --distill-seed {wildcards.distill_seed} --seed {wildcards.seed} "
+        "--max-ipc {params.max_ipc} --params {params.p} --out {output.distilled} --grid {output.grid} "
+        "--threads {threads} 2> {log}"
