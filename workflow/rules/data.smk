@@ -8,6 +8,7 @@ rule prepare:
         data=prepare_params,
     conda:
         "../envs/divdistill.yaml"
+    priority: 60  # seconds each; the pretraining chain waits on them
     log:
         "results/logs/prepare/{dataset}.log",
     resources:
