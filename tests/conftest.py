@@ -31,6 +31,17 @@ def copy_project(dest: Path) -> Path:
     return dest
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models: a second thread only adds OpenMP overhead, and on a shared machine a lot of it."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture
 def project(tmp_path) -> Path:
     return copy_project(tmp_path)

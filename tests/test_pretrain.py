@@ -11,13 +11,7 @@ DIT = dict(num_layers=2, num_attention_heads=2, attention_head_dim=8, batch_size
            ema_decay=0.9)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models: a second thread only adds OpenMP overhead, and on a shared machine a lot of it."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: see conftest
 
 
 class Interrupt(Exception):

@@ -23,13 +23,7 @@ CFG = dict(sample_size=8, in_channels=4, out_channels=8, patch_size=2, num_layer
 NULL = 10
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models: a second thread only adds OpenMP overhead, and on a shared machine a lot of it."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: see conftest
 
 
 @pytest.fixture(scope="module")
