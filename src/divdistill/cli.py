@@ -45,19 +45,77 @@ def cmd_prepare(args) -> None:
         run.log_metrics({"num_classes": len(meta["class_names"])})
 
 
+def cmd_features(args) -> None:
+    import torch
+
+    from .augment import AugmentConfig
+    from .data import load_split
+    from .features import save_feature_net, train_feature_net
+
+    torch.set_num_threads(args.threads)
+    p = _json(args.params)
+    train = load_split(args.data, "train")
+    aug = AugmentConfig(**{**p["augment"], "crop_scale": tuple(p["augment"]["crop_scale"])})
+    params = {"dataset": Path(args.data).name, **p}
+    with start_run(_json(args.tracking), "features", params["dataset"], params) as run:
+        net = train_feature_net(train, net=p["model"], width=p["width"], depth=p["depth"], epochs=p["epochs"],
+                                batch_size=p["batch_size"], lr=p["lr"], seed=p["seed"], augment=aug,
+                                on_epoch=lambda epoch, m: run.log_metrics(m, step=epoch), progress=True)
+        save_feature_net(net, args.out)
+
+
 def cmd_select(args) -> None:
+    import torch
+
     from .data import load_split
     from .io import save_tensors
     from .select import select
 
+    torch.set_num_threads(args.threads)
     train = load_split(args.data, "train")
     params = {"dataset": Path(args.data).name, "method": args.method, "distill_seed": 0, "seed": args.seed,
-              "max_ipc": args.max_ipc}
+              "max_ipc": args.max_ipc, "features": args.features}
     with start_run(_json(args.tracking), "select", f"{params['dataset']}/{args.method}/seed{args.seed}", params) as run:
-        images, labels, idx = select(args.method, train, args.max_ipc, args.seed)
+        features = None
+        if args.features:
+            from .features import embed, load_feature_net
+
+            net, aug = load_feature_net(args.features)
+            features = embed(net, train.images, net.config["resolution"], augment=aug)  # (N, D)
+        images, labels, idx = select(args.method, train, args.max_ipc, args.seed, features)
         save_tensors(args.out, {"images": images, "labels": labels},
                      {**params, "source_index": idx.tolist(), "run_id": run.run_id})
         run.log_metrics({"num_images": len(labels)})
+
+
+def cmd_dm(args) -> None:
+    import dataclasses
+
+    import torch
+
+    from .augment import AugmentConfig
+    from .data import load_split
+    from .dm import DMConfig, DSAConfig, distill_dm
+    from .io import save_tensors
+
+    torch.set_num_threads(args.threads)
+    p = _json(args.params)
+    train = load_split(args.data, "train")
+    aug = AugmentConfig(**{**p["augment"], "crop_scale": tuple(p["augment"]["crop_scale"])})
+    cfg = DMConfig(ipc=args.ipc, iterations=p["iterations"], lr_img=p["lr_img"], momentum=p["momentum"],
+                   batch_real=p["batch_real"], net=p["model"], width=p["width"], depth=p["depth"],
+                   dsa=DSAConfig(), augment=aug)
+    params = {"dataset": Path(args.data).name, "method": "dm", "ipc": args.ipc, "distill_seed": 0,
+              "seed": args.seed, **p, "dsa": dataclasses.asdict(cfg.dsa)}
+    name = f"{params['dataset']}/dm/ipc{args.ipc}/seed{args.seed}"
+    with start_run(_json(args.tracking), "dm", name, params) as run:
+        log = _log_every(run, max(1, p["iterations"] // 100))
+        res = distill_dm(train, cfg, args.seed, on_step=lambda it, loss: log(it, {"loss_match": loss}),
+                         progress=True)
+        run.log_metrics({"loss_match_first": res.losses[0], "loss_match_last": res.losses[-1]}
+                        if res.losses else {})
+        save_tensors(args.out, {"images": res.images, "labels": res.labels},
+                     {**params, "init_index": res.init_index.tolist(), "run_id": run.run_id})
 
 
 def cmd_evaluate(args) -> None:
@@ -312,11 +370,16 @@ def build_parser() -> argparse.ArgumentParser:
                                  "help": "JSON of params.yaml's mlflow section (default: $DIVDISTILL_TRACKING, "
                                          "which the Snakefile sets)"})
     add("prepare", cmd_prepare, (["--dataset"], req), (["--params"], req), (["--out"], req), tracking)
-    add("select", cmd_select, (["--method"], req), (["--data"], req), (["--seed"], {"type": int, **req}),
-        (["--max-ipc"], {"type": int, **req}), (["--out"], req), tracking)
-    add("evaluate", cmd_evaluate, (["--data"], req), (["--distilled"], {}), (["--cell"], req),
-        (["--params"], req), (["--out"], req), (["--threads"], {"type": int, "default": 1}), tracking)
     threads = (["--threads"], {"type": int, "default": 1})
+    add("features", cmd_features, (["--data"], req), (["--params"], req), (["--out"], req), threads, tracking)
+    add("select", cmd_select, (["--method"], req), (["--data"], req), (["--seed"], {"type": int, **req}),
+        (["--max-ipc"], {"type": int, **req}), (["--features"], {"help": "feature extractor folder (kcenter, "
+                                                                        "herding)"}),
+        (["--out"], req), threads, tracking)
+    add("dm", cmd_dm, (["--data"], req), (["--ipc"], {"type": int, **req}), (["--seed"], {"type": int, **req}),
+        (["--params"], req), (["--out"], req), threads, tracking)
+    add("evaluate", cmd_evaluate, (["--data"], req), (["--distilled"], {}), (["--cell"], req),
+        (["--params"], req), (["--out"], req), threads, tracking)
     add("pretrain-vae", cmd_pretrain_vae, (["--data"], req), (["--params"], req), (["--out"], req),
         (["--checkpoints"], req), threads, tracking)
     add("pretrain-dit", cmd_pretrain_dit, (["--data"], req), (["--vae"], req), (["--params"], req),

@@ -19,6 +19,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .imagenet import RESOLUTION as IMAGENET_RESOLUTION
+from .imagenet import prepare_imagenet, read_class_list
 from .io import load_tensors, read_json, save_tensors, write_json
 
 FASHION_CLASSES = (
@@ -51,11 +53,20 @@ def _fashion(name: str, ids: tuple[int, ...], notes: str) -> DatasetSpec:
     return DatasetSpec(name, "fashion-mnist", ids, ids, tuple(FASHION_CLASSES[i] for i in ids), 32, 1, notes)
 
 
+def _imagenet(name: str, notes: str) -> DatasetSpec:
+    # classes/<name>.txt: wnids, and their ImageNet-1K indices as labels (DiT-XL/2's label space)
+    wnids, labels, names = read_class_list(name)
+    return DatasetSpec(name, "imagenet", wnids, labels, names, IMAGENET_RESOLUTION, 3, notes)
+
+
 # Registry of named datasets (like DiT's model registry): add an entry, not an if-chain.
 DATASETS: dict[str, DatasetSpec] = {
     "fashion-mnist": _fashion("fashion-mnist", tuple(range(10)), "all 10 classes: the pretraining set"),
     "fashion-hard": _fashion("fashion-hard", (0, 2, 3, 4, 6), "confusable upper-body garments (ImageWoof analogue)"),
     "fashion-easy": _fashion("fashion-easy", (1, 5, 7, 8, 9), "distinct shapes (ImageNette analogue)"),
+    "imagewoof": _imagenet("imagewoof", "10 dog breeds (fastai's ImageWoof classes): the paper's Tables 1 and 3"),
+    "imagenette": _imagenet("imagenette", "10 easily told-apart classes (fastai's ImageNette): Table 2"),
+    "imageidc": _imagenet("imageidc", "IDC's ImageNet-10 classes: Table 2"),
 }
 
 
@@ -127,7 +138,8 @@ def prepare_fashion(spec: DatasetSpec, root, out, train_per_class: int, test_per
     return meta
 
 
-SOURCES = {"fashion-mnist": prepare_fashion}
+# source -> writer of a dataset folder (called as writer(spec, out=..., **kwargs))
+SOURCES = {"fashion-mnist": prepare_fashion, "imagenet": prepare_imagenet}
 
 
 def prepare(name: str, out, **kwargs) -> dict:

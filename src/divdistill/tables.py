@@ -13,11 +13,13 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import FULL_IPC, METHOD_ORDER, table_cells
+from .config import COLUMN_ORDER, FULL_IPC, METHOD_ORDER, SYNTHESIS_METHODS, table_cells
 from .io import atomic_path, read_json, write_json, write_text
+from .reported import METHOD_CITATIONS, SOURCES, reported
 
 METHOD_LABELS = {
-    "random": "Random", "dit": "DiT", "minimax": "Minimax", "ours": "Ours", "full": "Full",
+    "random": "Random", "kcenter": "K-Center", "herding": "Herding", "dit": "DiT", "dm": "DM",
+    "idc-1": "IDC-1", "minimax": "Minimax", "ours": "Ours", "full": "Full",
     "realmin-genmin": "real min / gen min", "realmin-genmax": "real min / gen max",
     "realmax-genmin": "real max / gen min",
 }
@@ -50,12 +52,57 @@ def aggregate(results: list[dict]) -> dict[tuple, dict]:
     return out
 
 
+REPORTED_MARK = "†"
+
+
 def _layout(cfg: dict, table: str):
-    """Rows (dataset, ipc, model) and method columns of one table."""
+    """Rows (dataset, ipc, model) and columns (method, is_reported) of one table, in the paper's order:
+    a method's published numbers sit right after our run of it."""
     t = cfg["tables"][table]
-    methods = [m for m in METHOD_ORDER if m in t["methods"]]
+    columns = []
+    for m in COLUMN_ORDER:
+        if m in t["methods"]:
+            columns.append((m, False))
+        if m in t.get("reported", []):
+            columns.append((m, True))
     rows = [(d, str(ipc), model) for d in t["datasets"] for ipc in cfg["ipc"] for model in t["models"]]
-    return rows, methods
+    return rows, columns
+
+
+def _label(column) -> str:
+    m, is_reported = column
+    return METHOD_LABELS[m] + (f" (reported){REPORTED_MARK}" if is_reported else "")
+
+
+def _reported_value(d, m, ipc, model, key: str):
+    """A published figure in the shape of an aggregate (best-over-training rows show it too: the
+    sources report that figure)."""
+    r = reported(d, m, model, ipc)
+    if r is None:
+        return None
+    return {"mean": r[0], "std": r[1], "best_mean": r[0], "best_std": r[1], "source": r[2]}
+
+
+def _footnotes(cfg: dict, table: str) -> list[str]:
+    """Citations of the reported columns, and which rows no source covers."""
+    rows, columns = _layout(cfg, table)
+    notes = []
+    for m, is_reported in columns:
+        if not is_reported:
+            continue
+        found = {_reported_value(d, m, ipc, model, "mean")["source"]
+                 for d, ipc, model in rows if _reported_value(d, m, ipc, model, "mean")}
+        missing = sorted({f"{d} / {MODEL_LABELS[model]}" for d, ipc, model in rows
+                          if _reported_value(d, m, ipc, model, "mean") is None})
+        text = f"{REPORTED_MARK} {METHOD_LABELS[m]} (reported): published numbers, not re-run here"
+        if m in METHOD_CITATIONS:
+            text += f" (method: {METHOD_CITATIONS[m]})"
+        if found:
+            text += "; source: " + "; ".join(SOURCES[s] for s in sorted(found))
+        if missing:
+            text += f". No published {METHOD_LABELS[m]} figure exists for " + ", ".join(missing) + " (–)"
+        notes.append(text + ".")
+    return notes
 
 
 def _runs_per_cell(cfg: dict) -> str:
@@ -63,23 +110,29 @@ def _runs_per_cell(cfg: dict) -> str:
     return f"{n} seeds" if d == 1 else f"{n} seeds (× {d} distillation seeds for fine-tuned methods)"
 
 
-def _cell(agg, d, m, ipc, model, key="mean"):
+def _cell(agg, d, column, ipc, model):
+    m, is_reported = column if isinstance(column, tuple) else (column, False)
+    if is_reported:
+        return _reported_value(d, m, ipc, model, "mean")
     # Full does not depend on IPC: the same measurement is shown on every row.
     return agg.get((d, m, FULL_IPC if m == "full" else ipc, model))
 
 
 def _fmt(a, key: str) -> str:
-    return "–" if a is None else f"{a[key]:.1f} ± {a[key.replace('mean', 'std')]:.1f}"
+    if a is None:
+        return "–"
+    std = a[key.replace("mean", "std")]
+    return f"{a[key]:.1f}" if std is None else f"{a[key]:.1f} ± {std:.1f}"
 
 
 def render_markdown(cfg: dict, table: str, agg: dict) -> str:
-    rows, methods = _layout(cfg, table)
-    head = ["Dataset", "IPC", "Test model"] + [METHOD_LABELS[m] for m in methods]
+    rows, columns = _layout(cfg, table)
+    head = ["Dataset", "IPC", "Test model"] + [_label(c) for c in columns]
 
     def grid(key):
-        lines = ["| " + " | ".join(head) + " |", "|" + "---|" * 3 + "---:|" * len(methods)]
+        lines = ["| " + " | ".join(head) + " |", "|" + "---|" * 3 + "---:|" * len(columns)]
         for d, ipc, model in rows:
-            vals = [_fmt(_cell(agg, d, m, ipc, model), key) for m in methods]
+            vals = [_fmt(_cell(agg, d, c, ipc, model), key) for c in columns]
             lines.append(f"| {d} | {ipc} | {MODEL_LABELS[model]} | " + " | ".join(vals) + " |")
         return lines
 
@@ -91,24 +144,29 @@ def render_markdown(cfg: dict, table: str, agg: dict) -> str:
             "reference code reports it; shown for comparison only, not the headline):", ""]
     out += grid("best_mean")
     out += ["", "Full: the whole training set of the dataset, the same figure on every IPC row."]
+    out += [""] + _footnotes(cfg, table) if _footnotes(cfg, table) else []
     return "\n".join(out) + "\n"
 
 
 def render_latex(cfg: dict, table: str, agg: dict) -> str:
-    rows, methods = _layout(cfg, table)
-    cols = "lll" + "c" * len(methods)
-    head = " & ".join(["Dataset", "IPC", "Test model"] + [METHOD_LABELS[m] for m in methods])
+    rows, columns = _layout(cfg, table)
+    cols = "lll" + "c" * len(columns)
+    head = " & ".join(["Dataset", "IPC", "Test model"]
+                      + [_label(c).replace(REPORTED_MARK, r"$^\dagger$") for c in columns])
     lines = [r"\begin{table}[t]", r"\centering", r"\small",
              rf"\caption{{{TABLE_TITLES[table]}. Final-epoch top-1 test accuracy (\%), mean $\pm$ std "
              rf"over {_runs_per_cell(cfg)}.}}",
              rf"\begin{{tabular}}{{{cols}}}", r"\toprule", head + r" \\", r"\midrule"]
     for d, ipc, model in rows:
         vals = []
-        for m in methods:
-            a = _cell(agg, d, m, ipc, model)
-            vals.append("--" if a is None else f"${a['mean']:.1f} \\pm {a['std']:.1f}$")
+        for c in columns:
+            a = _cell(agg, d, c, ipc, model)
+            vals.append("--" if a is None else f"${a['mean']:.1f}$" if a["std"] is None
+                        else f"${a['mean']:.1f} \\pm {a['std']:.1f}$")
         lines.append(" & ".join([d, ipc, MODEL_LABELS[model]] + vals) + r" \\")
-    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    lines += [r"\par\footnotesize " + n.replace(REPORTED_MARK, r"$^\dagger$") for n in _footnotes(cfg, table)]
+    lines += [r"\end{table}"]
     return "\n".join(lines) + "\n"
 
 
@@ -152,7 +210,9 @@ def render_diversity(cfg: dict, diversity: list[dict]) -> str:
     for r in diversity:
         for ipc, m in r["ipc"].items():
             groups[(r["dataset"], r["method"], ipc)].append(m)
-    methods = [m for m in METHOD_ORDER if m in cfg["tables"]["table1"]["methods"] and m != "full"]
+    # DM optimises one set per IPC (not nested prefixes): its sets are not measured here
+    methods = [m for m in METHOD_ORDER if m in cfg["tables"]["table1"]["methods"]
+               and m != "full" and m not in SYNTHESIS_METHODS]
     out = ["# Diversity and coverage of the distilled sets (Table 1's datasets)", "",
            "Measured on VAE latents (posterior means), mean ± sample std over the distilled sets "
            "(seeds × distillation seeds). **Similarity**: mean pairwise cosine similarity of a class's "

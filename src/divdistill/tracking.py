@@ -17,7 +17,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-STAGES = ("prepare", "pretrain", "finetune", "sample", "select", "diversity", "evaluate")
+STAGES = ("prepare", "pretrain", "finetune", "sample", "features", "select", "dm", "diversity", "evaluate")
 
 
 def experiment_name(prefix: str, stage: str) -> str:

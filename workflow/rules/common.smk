@@ -28,8 +28,9 @@ def all_targets():
 
 
 def distilled_sets(datasets, methods):
-    """(dataset, method, distill_seed, seed) of every distilled set the grid evaluates."""
-    return [(d, m, ds, s) for d in datasets for m in methods if m != "full"
+    """(dataset, method, distill_seed, seed) of every distilled set the grid evaluates at all IPCs at once
+    (DM's per-IPC sets are not among them)."""
+    return [(d, m, ds, s) for d in datasets for m in methods if m != "full" and m not in dd.SYNTHESIS_METHODS
             for ds in dd.distill_seeds_for(config, m) for s in config["seeds"]]
 
 
@@ -73,10 +74,30 @@ def eval_cell(wildcards):
 
 def eval_inputs(wildcards):
     inputs = {"meta": f"results/data/{wildcards.dataset}/meta.json"}
-    if wildcards.method != "full":
+    if wildcards.method in dd.SYNTHESIS_METHODS:
+        inputs["distilled"] = (f"results/distilled/{wildcards.dataset}/{wildcards.method}/ipc{wildcards.ipc}/"
+                               f"distill{wildcards.distill_seed}-seed{wildcards.seed}.safetensors")
+    elif wildcards.method != "full":
         inputs["distilled"] = (f"results/distilled/{wildcards.dataset}/{wildcards.method}/"
                                f"distill{wildcards.distill_seed}-seed{wildcards.seed}.safetensors")
     return inputs
+
+
+def select_inputs(wildcards):
+    inputs = {"meta": f"results/data/{wildcards.dataset}/meta.json"}
+    if wildcards.method in dd.FEATURE_METHODS:
+        inputs["features"] = f"results/features/{wildcards.dataset}"
+    return inputs
+
+
+def features_params(wildcards):
+    # the embedding network trains with the evaluation protocol's augmentation
+    return as_arg({**config["baselines"]["features"], "augment": config["evaluate"]["augment"]})
+
+
+def dm_params(wildcards):
+    # augment: only its normalisation is used (the space the synthetic pixels live in)
+    return as_arg({**config["baselines"]["dm"], "augment": config["evaluate"]["augment"]})
 
 
 def finetune_params(wildcards):

@@ -1,7 +1,29 @@
+rule features:
+    """The K-Center / Herding embedding network: one ConvNet trained on the dataset's full training set."""
+    input:
+        meta="results/data/{dataset}/meta.json",
+    output:
+        directory("results/features/{dataset}"),
+    params:
+        p=features_params,
+    threads: config["baselines"]["threads"]
+    conda:
+        "../envs/divdistill.yaml"
+    log:
+        "results/logs/features/{dataset}.log",
+    resources:
+        mem_mb=4000,
+        runtime=120,
+        gpu=1,
+    shell:
+        "divdistill features --data results/data/{wildcards.dataset} --params {params.p} --out {output} "
+        "--threads {threads} 2> {log}"
+
+
 rule select:
     """A selection baseline's ordered per-class picks at the largest IPC (smaller IPCs are prefixes)."""
     input:
-        meta="results/data/{dataset}/meta.json",
+        unpack(select_inputs),
     output:
         # selections fine-tune nothing: their distillation seed is always 0
         "results/distilled/{dataset}/{method}/distill0-seed{seed}.safetensors",
@@ -9,6 +31,8 @@ rule select:
         method="|".join(dd.SELECTION_METHODS),
     params:
         max_ipc=max(config["ipc"]),
+        features=lambda wc, input: f"--features {input.features}" if "features" in input.keys() else "",
+    threads: config["baselines"]["threads"]
     conda:
         "../envs/divdistill.yaml"
     log:
@@ -19,7 +43,29 @@ rule select:
     shell:
         "divdistill select --method {wildcards.method} "
         "--data results/data/{wildcards.dataset} --seed {wildcards.seed} --max-ipc {params.max_ipc} "
-        "--out {output} 2> {log}"
+        "{params.features} --threads {threads} --out {output} 2> {log}"
+
+
+rule dm:
+    """Distribution matching: a synthetic set optimised for one IPC (sets of different IPCs are not nested)."""
+    input:
+        meta="results/data/{dataset}/meta.json",
+    output:
+        "results/distilled/{dataset}/dm/ipc{ipc}/distill0-seed{seed}.safetensors",
+    params:
+        p=dm_params,
+    threads: config["baselines"]["threads"]
+    conda:
+        "../envs/divdistill.yaml"
+    log:
+        "results/logs/dm/{dataset}/ipc{ipc}/seed{seed}.log",
+    resources:
+        mem_mb=4000,
+        runtime=240,
+        gpu=1,
+    shell:
+        "divdistill dm --data results/data/{wildcards.dataset} --ipc {wildcards.ipc} --seed {wildcards.seed} "
+        "--params {params.p} --out {output} --threads {threads} 2> {log}"
 
 
 rule diversity:
