@@ -14,7 +14,7 @@ include: "workflow/rules/common.smk"
 
 wildcard_constraints:
     dataset="[a-z0-9-]+",
-    method="[a-z0-9-]+",
+    method="[a-z0-9_.+-]+",  # sweep variants: ours-lambda_gen-0.032
     ipc=rf"\d+|{dd.FULL_IPC}",
     model="[a-z0-9]+",
     seed=r"\d+",
@@ -35,6 +35,10 @@ rule all:
 
 
 onstart:
+    # Every missing dataset or weight folder in one error, before any job (dry runs skip this).
+    problems = dd.missing_inputs(config)
+    if problems:
+        raise FileNotFoundError("missing inputs (nothing was run):\n  " + "\n  ".join(problems))
     # Create mlflow.db and every experiment once, before jobs race to do it.
     from divdistill.tracking import init_tracking
 

@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 from . import config as config_mod
+from .device import resolve
 from .io import write_json
 from .tracking import start_run
 
@@ -35,14 +36,17 @@ def _json(text: str | None) -> dict:
 
 
 def cmd_prepare(args) -> None:
-    from .data import prepare
+    from .data import get_spec, prepare
 
-    p = _json(args.params)
+    p = _json(args.params)  # config.prepare_args of the dataset
     params = {"dataset": args.dataset, **p}
+    if get_spec(args.dataset).source == "imagenet":
+        p["workers"] = args.threads  # decoding threads
     with start_run(_json(args.tracking), "prepare", args.dataset, params) as run:
-        meta = prepare(args.dataset, out=args.out, root=p["fashion_root"], train_per_class=p["train_per_class"],
-                       test_per_class=p["test_per_class"], split_seed=p["split_seed"])
+        meta = prepare(args.dataset, out=args.out, **p)
         run.log_metrics({"num_classes": len(meta["class_names"])})
+        if meta.get("test_split"):
+            run.set_tag("test_split", meta["test_split"])
 
 
 def cmd_features(args) -> None:
@@ -53,13 +57,14 @@ def cmd_features(args) -> None:
     from .features import save_feature_net, train_feature_net
 
     torch.set_num_threads(args.threads)
+    dev = resolve(args.device)
     p = _json(args.params)
     train = load_split(args.data, "train")
     aug = AugmentConfig(**{**p["augment"], "crop_scale": tuple(p["augment"]["crop_scale"])})
     params = {"dataset": Path(args.data).name, **p}
     with start_run(_json(args.tracking), "features", params["dataset"], params) as run:
         net = train_feature_net(train, net=p["model"], width=p["width"], depth=p["depth"], epochs=p["epochs"],
-                                batch_size=p["batch_size"], lr=p["lr"], seed=p["seed"], augment=aug,
+                                batch_size=p["batch_size"], lr=p["lr"], seed=p["seed"], augment=aug, device=dev,
                                 on_epoch=lambda epoch, m: run.log_metrics(m, step=epoch), progress=True)
         save_feature_net(net, args.out)
 
@@ -81,7 +86,8 @@ def cmd_select(args) -> None:
             from .features import embed, load_feature_net
 
             net, aug = load_feature_net(args.features)
-            features = embed(net, train.images, net.config["resolution"], augment=aug)  # (N, D)
+            features = embed(net, train.images, net.config["resolution"], augment=aug,
+                             device=resolve(args.device))  # (N, D)
         images, labels, idx = select(args.method, train, args.max_ipc, args.seed, features)
         save_tensors(args.out, {"images": images, "labels": labels},
                      {**params, "source_index": idx.tolist(), "run_id": run.run_id})
@@ -110,7 +116,7 @@ def cmd_dm(args) -> None:
     name = f"{params['dataset']}/dm/ipc{args.ipc}/seed{args.seed}"
     with start_run(_json(args.tracking), "dm", name, params) as run:
         log = _log_every(run, max(1, p["iterations"] // 100))
-        res = distill_dm(train, cfg, args.seed, on_step=lambda it, loss: log(it, {"loss_match": loss}),
+        res = distill_dm(train, cfg, args.seed, device=resolve(args.device), on_step=lambda it, loss: log(it, {"loss_match": loss}),
                          progress=True)
         run.log_metrics({"loss_match_first": res.losses[0], "loss_match_last": res.losses[-1]}
                         if res.losses else {})
@@ -148,7 +154,7 @@ def cmd_evaluate(args) -> None:
         net = build_net(cell["model"], num_classes=len(meta["class_names"]), channels=meta["channels"],
                         resolution=hp["resolution"], **hp["net"])
         res = train_and_test(net, x, y, test.images, test.labels, train_cfg, seed=cell["seed"],
-                             on_epoch=lambda epoch, m: run.log_metrics(m, step=epoch), progress=True)
+                             device=resolve(args.device), on_epoch=lambda epoch, m: run.log_metrics(m, step=epoch), progress=True)
         final = {"test_acc": res["test_acc"], "best_test_acc_over_training": res["best_test_acc"],
                  "train_loss_final": res["train_loss"], "wall_s": time.perf_counter() - t0}
         run.log_metrics(final, step=train_cfg.epochs)
@@ -180,9 +186,11 @@ def cmd_pretrain_vae(args) -> None:
     train = load_split(args.data, "train")
     with start_run(_json(args.tracking), "pretrain", "vae", {"dataset": Path(args.data).name, "seed": p["seed"],
                                                               **p["vae"]}) as run:
+        dev = resolve(args.device)
         vae = train_vae(train.images, cfg, p["seed"], _log_every(run, 25),
-                        checkpoint_path=Path(args.checkpoints) / "vae.ckpt")
-        mse = reconstruction_mse(vae, train.images)
+                        checkpoint_path=Path(args.checkpoints) / "vae.ckpt", device=dev)
+        mse = reconstruction_mse(vae, train.images, device=dev)
+        vae = vae.cpu()
         run.log_metrics({"recon_mse": mse, "scaling_factor": vae.config.scaling_factor})
         with atomic_dir(args.out) as tmp:
             vae.save_pretrained(tmp)
@@ -196,11 +204,11 @@ def cmd_pretrain_vae(args) -> None:
 
 def cmd_pretrain_dit(args) -> None:
     import torch
-    from diffusers import AutoencoderKL
 
     from .data import load_meta, load_split
     from .io import atomic_dir
     from .latents import encode_posterior
+    from .weights import load_vae
     from .pretrain import DiTConfig, train_dit
     from .sample import sample_images, save_grid
 
@@ -208,17 +216,18 @@ def cmd_pretrain_dit(args) -> None:
     p = _json(args.params)
     meta, train = load_meta(args.data), load_split(args.data, "train")
     labels = torch.tensor(meta["labels"])[train.labels]  # generator label space
-    vae = AutoencoderKL.from_pretrained(args.vae, low_cpu_mem_usage=False).eval()
+    dev = resolve(args.device)
+    vae = load_vae(args.vae, dev)
     with start_run(_json(args.tracking), "pretrain", "dit", {"dataset": meta["name"], "seed": p["seed"],
                                                               **p["dit"]}) as run:
-        mean, std = encode_posterior(vae, train.images)
+        mean, std = encode_posterior(vae, train.images, device=dev)
         num_classes = len(meta["labels"])
         dit = train_dit(mean, std, labels, num_classes, DiTConfig(**p["dit"]), p["seed"], _log_every(run, 25),
-                        checkpoint_path=Path(args.checkpoints) / "dit.ckpt")
+                        checkpoint_path=Path(args.checkpoints) / "dit.ckpt", device=dev)
         with atomic_dir(args.out) as tmp:
             dit.save_pretrained(tmp)
             grid_labels = torch.tensor(meta["labels"]).repeat_interleave(8)
-            images = sample_images(dit, vae, grid_labels, null_label=num_classes, seed=0,
+            images = sample_images(dit, vae, grid_labels, null_label=num_classes, seed=0, device=dev,
                                    index=torch.arange(8).repeat(num_classes), **p["grid"])
             save_grid(images, 8, Path(tmp) / "samples.png")
         run.log_artifact(Path(args.out) / "samples.png")
@@ -226,24 +235,26 @@ def cmd_pretrain_dit(args) -> None:
 
 def cmd_encode(args) -> None:
     import torch
-    from diffusers import AutoencoderKL
 
-    from .data import load_split
+    from .data import load_meta, load_split
     from .finetune import latent_cache
+    from .weights import load_vae
 
     torch.set_num_threads(args.threads)
-    vae = AutoencoderKL.from_pretrained(args.vae, low_cpu_mem_usage=False).eval()
-    latent_cache(vae, load_split(args.data, "train").images, args.out, flip=True)
+    dev = resolve(args.device)
+    meta = load_meta(args.data)
+    vae = load_vae(args.vae, dev, role="vae_encode", channels=meta["channels"])
+    latent_cache(vae, load_split(args.data, "train").images, args.out, flip=True, device=dev)
 
 
 def cmd_finetune(args) -> None:
     import torch
-    from diffusers import AutoencoderKL, DiTTransformer2DModel
 
     from .data import load_meta, load_split
     from .finetune import FinetuneConfig, evictions, finetune, latent_cache
     from .io import atomic_dir
     from .sample import make_scheduler
+    from .weights import load_dit, load_vae
 
     torch.set_num_threads(args.threads)
     p = _json(args.params)
@@ -252,14 +263,15 @@ def cmd_finetune(args) -> None:
                          real_evict=real_evict, gen_evict=gen_evict)
     meta, train = load_meta(args.data), load_split(args.data, "train")
     labels = torch.tensor(meta["labels"])[train.labels]
-    vae = AutoencoderKL.from_pretrained(args.vae, low_cpu_mem_usage=False).eval()
-    dit = DiTTransformer2DModel.from_pretrained(args.dit, low_cpu_mem_usage=False)
+    dev = resolve(args.device)
+    vae = load_vae(args.vae, dev, role="vae_encode", channels=meta["channels"])
+    dit = load_dit(args.dit, dev, labels=meta["labels"], latent_channels=vae.config.latent_channels)
     params = {"dataset": meta["name"], "method": args.method, "distill_seed": args.distill_seed,
               "real_evict": real_evict, "gen_evict": gen_evict, **p}
     name = f"{meta['name']}/{args.method}/distill{args.distill_seed}"
     with start_run(_json(args.tracking), "finetune", name, params,
                    tags={"dataset": meta["name"], "method": args.method}) as run:
-        cache = latent_cache(vae, train.images, args.cache, flip=cfg.flip)
+        cache = latent_cache(vae, train.images, args.cache, flip=cfg.flip, device=dev)
 
         def on_step(log: dict) -> None:
             run.log_metrics({k: v for k, v in log.items() if k != "step" and isinstance(v, (int, float))},
@@ -269,23 +281,24 @@ def cmd_finetune(args) -> None:
                                   args.distill_seed, checkpoint_dir=args.checkpoints, on_step=on_step)
         run.log_metrics({f"final_{k}": v for k, v in summary.items() if isinstance(v, (int, float))})
         with atomic_dir(args.out) as tmp:
-            model.save_pretrained(tmp)
+            model.to("cpu").save_pretrained(tmp)
             write_json(Path(tmp) / "finetune.json", {"run_id": run.run_id, "params": params, "summary": summary})
 
 
 def cmd_sample(args) -> None:
     import torch
-    from diffusers import AutoencoderKL, DiTTransformer2DModel
 
     from .data import load_meta
     from .io import save_tensors
     from .sample import sample_images, save_grid
+    from .weights import load_dit, load_vae
 
     torch.set_num_threads(args.threads)
     p = _json(args.params)
     meta = load_meta(args.data)
-    vae = AutoencoderKL.from_pretrained(args.vae, low_cpu_mem_usage=False).eval()
-    dit = DiTTransformer2DModel.from_pretrained(args.dit, low_cpu_mem_usage=False).eval()
+    dev = resolve(args.device)
+    vae = load_vae(args.vae, dev, role="vae_decode", channels=meta["channels"])
+    dit = load_dit(args.dit, dev, labels=meta["labels"], latent_channels=vae.config.latent_channels)
     ipc, ncls = args.max_ipc, len(meta["labels"])
     local = torch.arange(ncls).repeat_interleave(ipc)  # class-major, ordered within class: nested IPCs
     index = torch.arange(ipc).repeat(ncls)
@@ -296,7 +309,7 @@ def cmd_sample(args) -> None:
                    tags={"dataset": meta["name"], "method": args.method}) as run:
         t0 = time.perf_counter()
         images = sample_images(dit, vae, torch.tensor(meta["labels"])[local], null_label=dit.config.num_embeds_ada_norm,
-                               seed=args.seed, index=index, **p)
+                               seed=args.seed, index=index, device=dev, **p)
         run.log_metrics({"images_per_s": len(images) / (time.perf_counter() - t0)})
         save_tensors(args.out, {"images": images, "labels": local}, {**params, "run_id": run.run_id})
         shown = min(ipc, 10)
@@ -307,18 +320,19 @@ def cmd_sample(args) -> None:
 
 def cmd_diversity(args) -> None:
     import torch
-    from diffusers import AutoencoderKL
 
     from .data import load_split, take_ipc
     from .diversity import coverage, within_class_similarity
     from .finetune import latent_cache
     from .io import load_tensors
     from .latents import encode_posterior
+    from .weights import load_vae
 
     torch.set_num_threads(args.threads)
+    dev = resolve(args.device)
     train = load_split(args.data, "train")
-    vae = AutoencoderKL.from_pretrained(args.vae, low_cpu_mem_usage=False).eval()
-    real = latent_cache(vae, train.images, args.cache)["mean"]
+    vae = load_vae(args.vae, dev, role="vae_encode")
+    real = latent_cache(vae, train.images, args.cache, device=dev)["mean"]
     tensors, meta = load_tensors(args.distilled)
     params = {k: meta[k] for k in ("dataset", "method", "distill_seed", "seed") if k in meta}
     name = "/".join(str(v) for v in params.values())
@@ -327,7 +341,7 @@ def cmd_diversity(args) -> None:
                                                                           "method": params["method"]}) as run:
         for ipc in args.ipc:
             x, y = take_ipc(tensors["images"], tensors["labels"], ipc, source=args.distilled)
-            z = encode_posterior(vae, x)[0]
+            z = encode_posterior(vae, x, device=dev)[0]
             m = {"similarity": within_class_similarity(z, y), "coverage": coverage(real, train.labels, z, y)}
             run.log_metrics(m, step=ipc)
             out["ipc"][str(ipc)] = m
@@ -344,7 +358,10 @@ def cmd_render(args) -> None:
 def cmd_check(args) -> None:
     cfg = config_mod.load(args.config)
     config_mod.check(cfg)
-    print(f"{args.config}: {len(config_mod.cells(cfg))} evaluation jobs")
+    problems = config_mod.missing_inputs(cfg)
+    if problems:
+        raise SystemExit(f"{args.config}: missing inputs:\n  " + "\n  ".join(problems))
+    print(f"{args.config}: {len(config_mod.cells(cfg))} evaluation jobs; every input found")
 
 
 def cmd_init_tracking(args) -> None:
@@ -369,31 +386,33 @@ def build_parser() -> argparse.ArgumentParser:
     tracking = (["--tracking"], {"default": os.environ.get("DIVDISTILL_TRACKING"),
                                  "help": "JSON of params.yaml's mlflow section (default: $DIVDISTILL_TRACKING, "
                                          "which the Snakefile sets)"})
-    add("prepare", cmd_prepare, (["--dataset"], req), (["--params"], req), (["--out"], req), tracking)
     threads = (["--threads"], {"type": int, "default": 1})
-    add("features", cmd_features, (["--data"], req), (["--params"], req), (["--out"], req), threads, tracking)
+    add("prepare", cmd_prepare, (["--dataset"], req), (["--params"], req), (["--out"], req), threads, tracking)
+    device = (["--device"], {"default": "auto", "help": "auto (CUDA when present), cpu, cuda, cuda:N"})
+    add("features", cmd_features, (["--data"], req), (["--params"], req), (["--out"], req), threads, device,
+        tracking)
     add("select", cmd_select, (["--method"], req), (["--data"], req), (["--seed"], {"type": int, **req}),
         (["--max-ipc"], {"type": int, **req}), (["--features"], {"help": "feature extractor folder (kcenter, "
                                                                         "herding)"}),
-        (["--out"], req), threads, tracking)
+        (["--out"], req), threads, device, tracking)
     add("dm", cmd_dm, (["--data"], req), (["--ipc"], {"type": int, **req}), (["--seed"], {"type": int, **req}),
-        (["--params"], req), (["--out"], req), threads, tracking)
+        (["--params"], req), (["--out"], req), threads, device, tracking)
     add("evaluate", cmd_evaluate, (["--data"], req), (["--distilled"], {}), (["--cell"], req),
-        (["--params"], req), (["--out"], req), threads, tracking)
+        (["--params"], req), (["--out"], req), threads, device, tracking)
     add("pretrain-vae", cmd_pretrain_vae, (["--data"], req), (["--params"], req), (["--out"], req),
-        (["--checkpoints"], req), threads, tracking)
+        (["--checkpoints"], req), threads, device, tracking)
     add("pretrain-dit", cmd_pretrain_dit, (["--data"], req), (["--vae"], req), (["--params"], req),
-        (["--out"], req), (["--checkpoints"], req), threads, tracking)
-    add("encode", cmd_encode, (["--data"], req), (["--vae"], req), (["--out"], req), threads)
+        (["--out"], req), (["--checkpoints"], req), threads, device, tracking)
+    add("encode", cmd_encode, (["--data"], req), (["--vae"], req), (["--out"], req), threads, device)
     add("finetune", cmd_finetune, (["--data"], req), (["--vae"], req), (["--dit"], req), (["--method"], req),
         (["--distill-seed"], {"type": int, **req}), (["--params"], req), (["--cache"], req),
-        (["--checkpoints"], req), (["--out"], req), threads, tracking)
+        (["--checkpoints"], req), (["--out"], req), threads, device, tracking)
     add("sample", cmd_sample, (["--data"], req), (["--vae"], req), (["--dit"], req), (["--method"], req),
         (["--distill-seed"], {"type": int, **req}), (["--seed"], {"type": int, **req}),
         (["--max-ipc"], {"type": int, **req}), (["--params"], req), (["--out"], req), (["--grid"], req),
-        threads, tracking)
+        threads, device, tracking)
     add("diversity", cmd_diversity, (["--data"], req), (["--vae"], req), (["--cache"], req),
-        (["--distilled"], req), (["--ipc"], {"type": int, "nargs": "+", **req}), (["--out"], req), threads, tracking)
+        (["--distilled"], req), (["--ipc"], {"type": int, "nargs": "+", **req}), (["--out"], req), threads, device, tracking)
     add("render", cmd_render, (["--spec"], {**req, "help": "JSON with params.yaml's tables, ipc, seeds"}), (["--results"], {"nargs": "*", "default": []}),
         (["--diversity"], {"nargs": "*", "default": []}), (["--grids"], {"nargs": "*", "default": [],
                                                                             "help": "SRC=DST sample grids to copy"}),

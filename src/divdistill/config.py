@@ -7,6 +7,7 @@ class holds, a test model without a size). Both run before any job starts.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +37,38 @@ GENERATIVE_METHODS = {
 }
 FINETUNED_METHODS = tuple(m for m, ev in GENERATIVE_METHODS.items() if ev is not None)
 FULL_IPC = "all"  # the ipc wildcard of the Full method: the whole training set
+
+# Figure 4: a fine-tuned method with one hyper-parameter moved off its finetune value is a
+# method of its own, named "<method>-<key>-<value>" (e.g. "ours-lambda_gen-0.032"), so every
+# path, wildcard, MLflow run and table keeps one name for it.
+SWEEP_KEYS = ("lambda_real", "lambda_gen", "memory_size")
+VARIANT_RE = re.compile(r"^(?P<base>[a-z0-9-]+?)-(?P<key>" + "|".join(SWEEP_KEYS) + r")-(?P<value>[0-9.e+-]+)$")
+
+
+def variant_name(method: str, key: str, value) -> str:
+    return f"{method}-{key}-{value}"
+
+
+def split_method(name: str) -> tuple[str, dict]:
+    """(base method, finetune overrides): "ours-memory_size-16" -> ("ours", {"memory_size": 16})."""
+    m = VARIANT_RE.match(name)
+    if m is None:
+        return name, {}
+    value = float(m["value"]) if m["key"].startswith("lambda") else int(m["value"])
+    return m["base"], {m["key"]: value}
+
+
+def base_method(name: str) -> str:
+    return split_method(name)[0]
+
+
+def finetuned_method_pattern() -> str:
+    """Wildcard regex of every fine-tuned method name, sweep variants included."""
+    return rf"({'|'.join(FINETUNED_METHODS)})(-({'|'.join(SWEEP_KEYS)})-[0-9.e+-]+)?"
+
+
+def generative_method_pattern() -> str:
+    return rf"dit|{finetuned_method_pattern()}"
 
 
 class ConfigError(ValueError):
@@ -75,7 +108,30 @@ def ipcs_for(cfg: dict, method: str) -> list[str]:
 
 
 def distill_seeds_for(cfg: dict, method: str) -> list[int]:
-    return list(cfg["distill_seeds"]) if method in FINETUNED_METHODS else [0]
+    return list(cfg["distill_seeds"]) if base_method(method) in FINETUNED_METHODS else [0]
+
+
+def sweep_points(cfg: dict) -> list[tuple[str, object, str]]:
+    """(key, value, method name) of every Figure 4 point; the point at the finetune value is the
+    base method itself (its Table 1 runs are reused)."""
+    sw = cfg.get("sweeps")
+    if not sw:
+        return []
+    points = []
+    for key in SWEEP_KEYS:
+        for value in sw.get(key, []):
+            same = value == cfg["finetune"][key]
+            points.append((key, value, sw["method"] if same else variant_name(sw["method"], key, value)))
+    return points
+
+
+def sweep_cells(cfg: dict) -> list[Cell]:
+    sw = cfg.get("sweeps")
+    if not sw:
+        return []
+    return [Cell(sw["dataset"], m, str(ipc), sw["model"], ds, seed)
+            for _, _, m in sweep_points(cfg) for ipc in cfg["ipc"]
+            for ds in distill_seeds_for(cfg, m) for seed in cfg["seeds"]]
 
 
 def table_cells(cfg: dict, table: str) -> list[Cell]:
@@ -86,16 +142,21 @@ def table_cells(cfg: dict, table: str) -> list[Cell]:
 
 
 def cells(cfg: dict) -> list[Cell]:
-    """Every evaluation job of the config, each once, in table order."""
+    """Every evaluation job of the config, each once: table order, then the sweeps."""
     seen = {}
     for table in cfg["tables"]:
         for c in table_cells(cfg, table):
             seen.setdefault(c, None)
+    for c in sweep_cells(cfg):
+        seen.setdefault(c, None)
     return list(seen)
 
 
 def datasets_used(cfg: dict) -> list[str]:
-    return sorted({d for t in cfg["tables"].values() for d in t["datasets"]})
+    used = {d for t in cfg["tables"].values() for d in t["datasets"]}
+    if cfg.get("sweeps"):
+        used.add(cfg["sweeps"]["dataset"])
+    return sorted(used)
 
 
 def epochs_for(cfg: dict, ipc: str) -> int:
@@ -108,13 +169,70 @@ def epochs_for(cfg: dict, ipc: str) -> int:
     raise ConfigError(f"evaluate.epochs: no entry covers IPC {ipc}")
 
 
+def datasets_prepared(cfg: dict) -> list[str]:
+    """Every dataset a job reads: the tables' and, for the demo, the pretraining set."""
+    used = set(datasets_used(cfg))
+    if cfg["generator"]["pretrain"]:
+        used.add(cfg["pretrain"]["dataset"])
+    return sorted(used)
+
+
+FASHION_SIZES = {"train": 6000, "test": 1000}  # images per class in Fashion-MNIST
+
+
+def prepare_args(cfg: dict, dataset: str) -> dict:
+    """Keyword arguments of ``data.prepare`` for one dataset, from the data section."""
+    d, source = cfg["data"], DATASETS[dataset].source
+    common = {k: d[k] for k in ("train_per_class", "test_per_class", "split_seed")}
+    if source == "fashion-mnist":
+        return {"root": d["fashion_root"], **common}
+    return {"root": d["imagenet_root"], "layout": d.get("imagenet_layout", "imagenet"), **common}
+
+
+def missing_inputs(cfg: dict) -> list[str]:
+    """Every missing dataset file or weight folder the config needs, each with how to obtain it.
+    Cheap (folder listings and config.json files): run before any job starts."""
+    from .data import check_fashion_root
+    from .imagenet import check_imagenet_root
+
+    d, problems = cfg["data"], []
+    for name in datasets_prepared(cfg):
+        spec = DATASETS[name]
+        if spec.source == "fashion-mnist":
+            problems += [p for p in check_fashion_root(d["fashion_root"]) if p not in problems]
+        else:
+            per_class = {"train": d["train_per_class"], "test": d["test_per_class"]}
+            found = check_imagenet_root(spec, d["imagenet_root"], d.get("imagenet_layout", "imagenet"), per_class)
+            problems += [p for p in found if p not in problems]  # the how-to line once
+    gen = cfg["generator"]
+    if not gen["pretrain"]:
+        from .weights import check_weights
+
+        labels = sorted({y for name in datasets_prepared(cfg) for y in DATASETS[name].labels})
+        specs = [DATASETS[name] for name in datasets_prepared(cfg)]
+        problems += check_weights(gen["dit"], gen["vae"], gen["vae_decoder"], labels=labels,
+                                  resolution=specs[0].resolution if specs else None,
+                                  channels=specs[0].channels if specs else None)
+    return problems
+
+
 def check(cfg: dict) -> None:
     """Relations between keys; raises ConfigError naming the key at fault."""
     errors = []
     per_class = cfg["data"]["train_per_class"]
     for i, ipc in enumerate(cfg["ipc"]):
-        if ipc > per_class:
+        if per_class is not None and ipc > per_class:
             errors.append(f"ipc[{i}] = {ipc} is larger than a class holds (data.train_per_class = {per_class})")
+    sources = {DATASETS[n].source for n in datasets_prepared(cfg) if n in DATASETS}
+    root_key = {"fashion-mnist": "fashion_root", "imagenet": "imagenet_root"}
+    for source in sorted(sources):
+        if root_key[source] not in cfg["data"]:
+            errors.append(f"data.{root_key[source]}: required by the {source} datasets in tables/pretrain")
+    if "fashion-mnist" in sources:
+        for split, most in FASHION_SIZES.items():
+            n = cfg["data"][f"{split}_per_class"]
+            if n is None or n > most:
+                errors.append(f"data.{split}_per_class = {n}: Fashion-MNIST holds {most} {split} images per class")
     for key in ("seeds", "distill_seeds"):
         if len(set(cfg[key])) != len(cfg[key]):
             errors.append(f"{key}: duplicate values in {cfg[key]}")
@@ -137,5 +255,13 @@ def check(cfg: dict) -> None:
         for model in t["models"]:
             if model not in cfg["evaluate"]["nets"]:
                 errors.append(f"tables.{name}.models: {model!r} has no entry under evaluate.nets")
+    sw = cfg.get("sweeps")
+    if sw:
+        if sw["dataset"] not in DATASETS:
+            errors.append(f"sweeps.dataset: unknown dataset {sw['dataset']!r}")
+        if sw["method"] not in FINETUNED_METHODS:
+            errors.append(f"sweeps.method: {sw['method']!r} is not fine-tuned (one of {', '.join(FINETUNED_METHODS)})")
+        if sw["model"] not in cfg["evaluate"]["nets"]:
+            errors.append(f"sweeps.model: {sw['model']!r} has no entry under evaluate.nets")
     if errors:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(errors))

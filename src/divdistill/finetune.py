@@ -37,7 +37,8 @@ import torch
 from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
-from .config import GENERATIVE_METHODS
+from .config import GENERATIVE_METHODS, base_method
+from .device import dit_autocast
 from .difffit import apply_difffit, count_trainable, fold_difffit, tie_class_embeddings
 from .io import load_tensors, save_tensors
 from .latents import encode_posterior
@@ -51,7 +52,9 @@ METHODS = GENERATIVE_METHODS  # method -> (real_evict, gen_evict); None: the pre
 
 
 def evictions(method: str) -> tuple[str, str]:
-    """(real_evict, gen_evict) of a fine-tuned method; ValueError for "dit" and unknown names."""
+    """(real_evict, gen_evict) of a fine-tuned method or sweep variant ("ours-lambda_gen-0.032");
+    ValueError for "dit" and unknown names."""
+    method = base_method(method)
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; known: {', '.join(METHODS)}")
     if METHODS[method] is None:
@@ -406,7 +409,8 @@ def finetune(
         drop = (torch.rand(bs, generator=g) < cfg.label_dropout).to(device)  # (B,)
         y = labels_gen[idx].to(device)  # (B,) true labels: they key the memories
         z_t = scheduler.add_noise(z0, noise, t)  # eq. (1)
-        out = dit(z_t, timestep=t, class_labels=torch.where(drop, null_label, y)).sample  # (B, 2C, h, w)
+        with dit_autocast(device):
+            out = dit(z_t, timestep=t, class_labels=torch.where(drop, null_label, y)).sample.float()  # (B, 2C, h, w)
         l_diff, d = diffusion_loss(out, z0, z_t, t, noise, scheduler)
         z0_hat = predict_x0(z_t, out[:, :z0.shape[1]], t, alphas_cumprod)  # (B, C, h, w), grads through eps
         l_mem, m = memory_loss(z0_hat, y, real, gen, cfg.lambda_real, cfg.lambda_gen)

@@ -36,6 +36,7 @@ from diffusers import DDPMScheduler
 from PIL import Image
 from tqdm import tqdm
 
+from .device import dit_autocast
 from .io import atomic_path
 from .latents import decode
 
@@ -113,11 +114,13 @@ def guided_output(dit, x: torch.Tensor, t: int, labels: torch.Tensor, guidance: 
     dtype = next(dit.parameters()).dtype
     if guidance == 1.0:
         tt = torch.full((len(x),), t, dtype=torch.long, device=x.device)
-        out = dit(x.to(dtype), timestep=tt, class_labels=labels).sample.float()  # (B, 2c, h, w)
+        with dit_autocast(x.device):
+            out = dit(x.to(dtype), timestep=tt, class_labels=labels).sample.float()  # (B, 2c, h, w)
         return out[:, :c], out[:, c:]
     tt = torch.full((2 * len(x),), t, dtype=torch.long, device=x.device)
     y2 = torch.cat([labels, torch.full_like(labels, null_label)])
-    out = dit(torch.cat([x, x]).to(dtype), timestep=tt, class_labels=y2).sample.float()  # (2B, 2c, h, w)
+    with dit_autocast(x.device):
+        out = dit(torch.cat([x, x]).to(dtype), timestep=tt, class_labels=y2).sample.float()  # (2B, 2c, h, w)
     cond, uncond = out.chunk(2)
     g = c if guidance_channels is None else guidance_channels
     eps = cond[:, :c].clone()

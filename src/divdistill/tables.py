@@ -235,7 +235,7 @@ def render_diversity(cfg: dict, diversity: list[dict]) -> str:
 
 
 def render_all(cfg: dict, result_paths: list[str], out_tables, out_metrics, out_plots,
-               diversity_paths: list[str] = (), grids: dict | None = None) -> dict:
+               diversity_paths: list[str] = (), grids: dict | None = None, out_figures="reports/figures") -> dict:
     results = [read_json(p) for p in result_paths]
     agg = aggregate(results)
     for table in cfg["tables"]:
@@ -246,6 +246,10 @@ def render_all(cfg: dict, result_paths: list[str], out_tables, out_metrics, out_
         with atomic_path(dst) as tmp:
             shutil.copyfile(src, tmp)
     write_curves(results, out_plots)
+    if cfg.get("sweeps"):
+        from .figures import figure4
+
+        figure4(cfg, agg, Path(out_figures) / "figure4.png", Path(out_figures) / "figure4.pdf")
     tree = metrics_tree(cfg, agg)
     write_json(out_metrics, tree)
     return tree

@@ -97,6 +97,9 @@ class Run:
             _retry(self.client.log_batch, self.run_id, metrics=self._buffer[i:i + 1000])
         self._buffer, self._last = [], time.monotonic()
 
+    def set_tag(self, key: str, value) -> None:
+        _retry(self.client.set_tag, self.run_id, key, str(value))
+
     def log_artifact(self, path, artifact_path: str | None = None) -> None:
         self.client.log_artifact(self.run_id, str(path), artifact_path)
 

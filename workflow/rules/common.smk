@@ -6,7 +6,6 @@ import shlex
 from snakemake.utils import validate
 
 from divdistill import config as dd
-from divdistill.data import check_fashion_root
 
 # Types, ranges and unknown keys first (the schema), then relations between keys.
 validate(config, "../schemas/params.schema.yaml")
@@ -24,7 +23,7 @@ os.environ.update(DIVDISTILL_TRACKING=json.dumps(config["mlflow"]))
 
 def all_targets():
     return [*expand("reports/tables/{table}.{ext}", table=TABLES, ext=["md", "tex"]), "reports/metrics.json",
-            "reports/tables/diversity.md", *FIGURES]
+            "reports/tables/diversity.md", *FIGURES, *SWEEP_FIGURES]
 
 
 def distilled_sets(datasets, methods):
@@ -43,6 +42,8 @@ GRIDS = {f"reports/figures/samples-{d}-{m}.png": f"results/figures/samples/{d}-{
          if any(m in t["methods"] and d in t["datasets"] for t in config["tables"].values())
          and ds == dd.distill_seeds_for(config, m)[0] and s == config["seeds"][0]}
 FIGURES = list(GRIDS)
+# Figure 4 (hyper-parameter sweeps), when params.yaml has a sweeps section.
+SWEEP_FIGURES = ["reports/figures/figure4.png", "reports/figures/figure4.pdf"] if config.get("sweeps") else []
 
 
 def as_arg(obj):
@@ -51,10 +52,18 @@ def as_arg(obj):
 
 
 def prepare_params(wildcards):
-    missing = check_fashion_root(config["data"]["fashion_root"])
-    if missing:
-        raise ValueError("data.fashion_root: Fashion-MNIST is missing:\n  " + "\n  ".join(missing))
-    return as_arg(config["data"])
+    return as_arg(dd.prepare_args(config, wildcards.dataset))
+
+
+GEN = config["generator"]
+
+
+def generator_inputs(*roles):
+    """Input function: the generator folders as inputs when the workflow trains them (demo); at
+    paper scale they are local folders outside the DAG, checked by onstart (missing_inputs)."""
+    def inputs(wildcards):
+        return {role: GEN[role] for role in roles} if GEN["pretrain"] else {}
+    return inputs
 
 
 def eval_params(wildcards):
@@ -101,11 +110,20 @@ def dm_params(wildcards):
 
 
 def finetune_params(wildcards):
-    return as_arg({k: v for k, v in config["finetune"].items() if k != "threads"})
+    # a sweep variant ("ours-lambda_gen-0.032") overrides one value
+    return as_arg({**{k: v for k, v in config["finetune"].items() if k != "threads"},
+                   **dd.split_method(wildcards.method)[1]})
 
 
 def generator_dir(wildcards):
     """The DiT a generative method samples from: its fine-tuned copy, or the pretrained one for DiT."""
-    if dd.GENERATIVE_METHODS[wildcards.method] is None:
+    if dd.GENERATIVE_METHODS[dd.base_method(wildcards.method)] is None:
         return GEN["dit"]
     return f"results/finetuned/{wildcards.dataset}/{wildcards.method}/distill{wildcards.distill_seed}"
+
+
+def sample_inputs(wildcards):
+    inputs = {"meta": f"results/data/{wildcards.dataset}/meta.json", **generator_inputs("vae_decoder")(wildcards)}
+    if dd.GENERATIVE_METHODS[dd.base_method(wildcards.method)] is not None or GEN["pretrain"]:
+        inputs["dit"] = generator_dir(wildcards)
+    return inputs

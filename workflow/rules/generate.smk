@@ -1,8 +1,6 @@
 # The generator: (demo) pretraining of the stand-in VAE and DiT, the per-dataset
 # latent cache, fine-tuning with the memories, and sampling of distilled sets.
 
-GEN = config["generator"]
-
 if GEN["pretrain"]:
 
     rule pretrain_vae:
@@ -55,10 +53,12 @@ if GEN["pretrain"]:
 rule encode:
     """VAE posterior (mean, std) of every training image and of its flip, computed once."""
     input:
+        unpack(generator_inputs("vae")),
         meta="results/data/{dataset}/meta.json",
-        vae=GEN["vae"],
     output:
         "results/latents/{dataset}.safetensors",
+    params:
+        vae=GEN["vae"],
     priority: 40  # on the critical path: start before the evaluations
     threads: config["finetune"]["threads"]
     conda:
@@ -70,23 +70,24 @@ rule encode:
         runtime=30,
         gpu=1,
     shell:
-        "divdistill encode --data results/data/{wildcards.dataset} --vae {input.vae} --out {output} "
+        "divdistill encode --data results/data/{wildcards.dataset} --vae {params.vae} --out {output} "
         "--threads {threads} 2> {log}"
 
 
 rule finetune:
     """DiffFit fine-tuning with the representativeness/diversity memories (eq. 6)."""
     input:
+        unpack(generator_inputs("vae", "dit")),
         meta="results/data/{dataset}/meta.json",
         cache="results/latents/{dataset}.safetensors",
-        vae=GEN["vae"],
-        dit=GEN["dit"],
     output:
         directory("results/finetuned/{dataset}/{method}/distill{distill_seed}"),
     wildcard_constraints:
-        method="|".join(dd.FINETUNED_METHODS),
+        method=dd.finetuned_method_pattern(),
     params:
         p=finetune_params,
+        vae=GEN["vae"],
+        dit=GEN["dit"],
         # outside the output: Snakemake deletes a failed job's output, a checkpoint must survive
         checkpoints="results/checkpoints/finetune/{dataset}/{method}/distill{distill_seed}",
     priority: 30  # on the critical path: start before the evaluations
@@ -100,7 +101,7 @@ rule finetune:
         runtime=600,
         gpu=1,
     shell:
-        "divdistill finetune --data results/data/{wildcards.dataset} --vae {input.vae} --dit {input.dit} "
+        "divdistill finetune --data results/data/{wildcards.dataset} --vae {params.vae} --dit {params.dit} "
         "--method {wildcards.method} --distill-seed {wildcards.distill_seed} --params {params.p} "
         "--cache {input.cache} --checkpoints {params.checkpoints} --out {output} --threads {threads} 2> {log}"
 
@@ -108,17 +109,17 @@ rule finetune:
 rule sample:
     """A generative method's distilled set at the largest IPC (smaller IPCs are per-class prefixes)."""
     input:
-        meta="results/data/{dataset}/meta.json",
-        vae=GEN["vae_decoder"],
-        dit=generator_dir,
+        unpack(sample_inputs),
     output:
         distilled="results/distilled/{dataset}/{method}/distill{distill_seed}-seed{seed}.safetensors",
         grid="results/figures/samples/{dataset}-{method}-distill{distill_seed}-seed{seed}.png",
     wildcard_constraints:
-        method="|".join(dd.GENERATIVE_METHODS),
+        method=dd.generative_method_pattern(),
     params:
         p=as_arg({k: v for k, v in config["sample"].items() if k != "threads"}),
         max_ipc=max(config["ipc"]),
+        vae=GEN["vae_decoder"],
+        dit=generator_dir,
     priority: 20  # on the critical path: start before the evaluations
     threads: config["sample"]["threads"]
     conda:
@@ -130,7 +131,7 @@ rule sample:
         runtime=120,
         gpu=1,
     shell:
-        "divdistill sample --data results/data/{wildcards.dataset} --vae {input.vae} --dit {input.dit} "
+        "divdistill sample --data results/data/{wildcards.dataset} --vae {params.vae} --dit {params.dit} "
         "--method {wildcards.method} --distill-seed {wildcards.distill_seed} --seed {wildcards.seed} "
         "--max-ipc {params.max_ipc} --params {params.p} --out {output.distilled} --grid {output.grid} "
         "--threads {threads} 2> {log}"

@@ -7,11 +7,12 @@ rule render:
     output:
         tables=expand("reports/tables/{table}.{ext}", table=TABLES, ext=["md", "tex"]),
         diversity="reports/tables/diversity.md",
-        figures=FIGURES,
+        figures=FIGURES + SWEEP_FIGURES,
         metrics="reports/metrics.json",
         plots=directory("reports/plots/curves"),
     params:
-        spec=as_arg({k: config[k] for k in ("tables", "ipc", "seeds", "distill_seeds")}),
+        spec=as_arg({k: config[k] for k in ("tables", "ipc", "seeds", "distill_seeds", "sweeps", "finetune")
+                     if k in config}),
         grids=" ".join(f"{src}={dst}" for dst, src in GRIDS.items()),
     conda:
         "../envs/divdistill.yaml"

@@ -71,13 +71,14 @@ rule dm:
 rule diversity:
     """Within-class similarity and coverage of a distilled set's latents at every IPC."""
     input:
+        unpack(generator_inputs("vae")),
         meta="results/data/{dataset}/meta.json",
         distilled="results/distilled/{dataset}/{method}/distill{distill_seed}-seed{seed}.safetensors",
         cache="results/latents/{dataset}.safetensors",
-        vae=GEN["vae"],
     output:
         "results/diversity/{dataset}/{method}/distill{distill_seed}-seed{seed}.json",
     params:
+        vae=GEN["vae"],
         ipc=" ".join(str(i) for i in config["ipc"]),
     conda:
         "../envs/divdistill.yaml"
@@ -87,5 +88,5 @@ rule diversity:
         mem_mb=4000,
         runtime=10,
     shell:
-        "divdistill diversity --data results/data/{wildcards.dataset} --vae {input.vae} --cache {input.cache} "
+        "divdistill diversity --data results/data/{wildcards.dataset} --vae {params.vae} --cache {input.cache} "
         "--distilled {input.distilled} --ipc {params.ipc} --out {output} 2> {log}"

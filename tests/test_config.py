@@ -1,0 +1,82 @@
+"""params.yaml relations and the up-front input check (what onstart runs before any job)."""
+
+import copy
+
+import pytest
+
+from divdistill import config as dd
+
+from .conftest import ROOT
+
+DEMO = dd.load(ROOT / "params.yaml")
+PAPER = dd.load(ROOT / "config" / "paper.yaml")
+
+
+def test_demo_and_paper_configs_pass_the_relation_checks():
+    dd.check(DEMO)
+    dd.check(PAPER)
+
+
+def test_prepare_args_per_source():
+    assert dd.prepare_args(DEMO, "fashion-hard") == {
+        "root": DEMO["data"]["fashion_root"], "train_per_class": 1000, "test_per_class": 300, "split_seed": 0}
+    args = dd.prepare_args(PAPER, "imagewoof")
+    assert args["root"] == PAPER["data"]["imagenet_root"] and args["layout"] == "imagenet"
+    assert args["train_per_class"] is None  # every image
+
+
+def test_missing_fashion_root_is_named_with_the_install_command(tmp_path):
+    cfg = copy.deepcopy(DEMO)
+    cfg["data"]["fashion_root"] = str(tmp_path / "nowhere")
+    problems = dd.missing_inputs(cfg)
+    assert len(problems) == 4  # two splits x (images, labels)
+    assert all(str(tmp_path / "nowhere") in p and "apt-get install -y dataset-fashion-mnist" in p
+               for p in problems)
+
+
+def test_missing_imagenet_and_weights_listed_together(tmp_path):
+    cfg = copy.deepcopy(PAPER)
+    cfg["data"]["imagenet_root"] = str(tmp_path / "imagenet")
+    for role in ("vae", "vae_decoder", "dit"):
+        cfg["generator"][role] = str(tmp_path / role)
+    text = "\n".join(dd.missing_inputs(cfg))
+    assert str(tmp_path / "imagenet") in text
+    for role, repo in (("vae", "stabilityai/sd-vae-ft-ema"), ("vae_decoder", "stabilityai/sd-vae-ft-mse"),
+                       ("dit", "facebook/DiT-XL-2-256")):
+        assert str(tmp_path / role) in text and repo in text
+
+
+@pytest.mark.parametrize("edit, needle", [
+    (lambda c: c["data"].update(train_per_class=7000), "data.train_per_class = 7000"),
+    (lambda c: c["data"].pop("fashion_root"), "data.fashion_root"),
+    (lambda c: c["tables"]["table1"].update(reported=["dm"]), "no published numbers for 'dm'"),
+])
+def test_relation_errors_name_the_key(edit, needle):
+    cfg = copy.deepcopy(DEMO)
+    edit(cfg)
+    with pytest.raises(dd.ConfigError, match=needle.replace("(", r"\(").replace(")", r"\)")):
+        dd.check(cfg)
+
+
+def test_sweep_variants_are_methods_of_their_own():
+    assert dd.split_method("ours-lambda_gen-0.032") == ("ours", {"lambda_gen": 0.032})
+    assert dd.split_method("minimax-memory_size-16") == ("minimax", {"memory_size": 16})
+    assert dd.split_method("realmin-genmax") == ("realmin-genmax", {})  # a hyphenated base, no variant
+    assert dd.distill_seeds_for({"distill_seeds": [3, 4]}, "ours-lambda_real-0.001") == [3, 4]
+    import re
+
+    pattern = re.compile(dd.finetuned_method_pattern())
+    assert pattern.fullmatch("ours-lambda_real-0.0005") and pattern.fullmatch("realmax-genmin")
+    assert not pattern.fullmatch("dit") and not pattern.fullmatch("random-lambda_real-0.1")
+
+
+def test_paper_sweeps_reuse_the_default_point_and_add_the_rest():
+    points = dd.sweep_points(PAPER)
+    sw, ft = PAPER["sweeps"], PAPER["finetune"]
+    assert len(points) == sum(len(sw[k]) for k in dd.SWEEP_KEYS)
+    defaults = [m for k, v, m in points if v == ft[k]]
+    assert defaults == ["ours"] * 3  # 0.002, 0.008 and 64 are Table 1's own runs
+    variants = {m for _, _, m in points} - {"ours"}
+    extra = [c for c in dd.cells(PAPER) if c.method in variants]
+    assert len(extra) == len(variants) * len(PAPER["ipc"]) * len(PAPER["seeds"])
+    assert {c.model for c in extra} == {sw["model"]} and {c.dataset for c in extra} == {sw["dataset"]}
