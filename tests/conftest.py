@@ -26,7 +26,7 @@ def copy_project(dest: Path) -> Path:
     """A fresh copy of what a clone holds that the workflow needs (no results, no mlflow.db)."""
     for name in ("Snakefile", "params.yaml", "dvc.yaml", ".dvcignore", ".gitignore"):
         shutil.copy(ROOT / name, dest / name)
-    for name in ("workflow", "config", "src"):
+    for name in ("workflow", "config", "src", "profiles"):
         shutil.copytree(ROOT / name, dest / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     return dest
 

@@ -36,7 +36,7 @@ def paper_config() -> dict:
 @pytest.fixture
 def paper_project(project) -> Path:
     """The project copy plus the Slurm profile (conftest's copy_project leaves profiles/ out)."""
-    shutil.copytree(ROOT / "profiles", project / "profiles")
+    shutil.copytree(ROOT / "profiles", project / "profiles", dirs_exist_ok=True)
     return project
 
 

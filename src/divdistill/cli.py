@@ -348,6 +348,34 @@ def cmd_diversity(args) -> None:
         write_json(args.out, {**out, "run_id": run.run_id})
 
 
+def cmd_figure1(args) -> None:
+    import torch
+
+    from .data import load_meta, load_split, take_ipc
+    from .figures import figure1
+    from .finetune import latent_cache
+    from .io import load_tensors, write_json
+    from .latents import encode_posterior
+    from .weights import load_vae
+
+    torch.set_num_threads(args.threads)
+    dev = resolve(args.device)
+    meta, train = load_meta(args.data), load_split(args.data, "train")
+    vae = load_vae(args.vae, dev, role="vae_encode")
+    real = latent_cache(vae, train.images, args.cache, device=dev)["mean"]
+    sets = {}
+    for item in args.distilled:  # METHOD=PATH
+        method, path = item.split("=", 1)
+        tensors, _ = load_tensors(path)
+        x, y = take_ipc(tensors["images"], tensors["labels"], args.ipc, source=path)
+        sets[method] = (encode_posterior(vae, x, device=dev)[0], y)
+    title = (f"{meta['name']}: distilled latents (IPC {args.ipc}, coloured) against the real training "
+             "latents (grey), PCA of the real latents")
+    stats = figure1(real, train.labels, sets, meta["class_names"], title, args.png, args.pdf)
+    write_json(args.stats, {"dataset": meta["name"], "ipc": args.ipc, "sets": dict(s.split("=", 1) for s in args.distilled),
+                            "stats": stats})
+
+
 def cmd_render(args) -> None:
     from .tables import render_all
 
@@ -413,6 +441,9 @@ def build_parser() -> argparse.ArgumentParser:
         threads, device, tracking)
     add("diversity", cmd_diversity, (["--data"], req), (["--vae"], req), (["--cache"], req),
         (["--distilled"], req), (["--ipc"], {"type": int, "nargs": "+", **req}), (["--out"], req), threads, device, tracking)
+    add("figure1", cmd_figure1, (["--data"], req), (["--vae"], req), (["--cache"], req),
+        (["--distilled"], {"nargs": "+", **req, "help": "METHOD=PATH of each distilled set"}),
+        (["--ipc"], {"type": int, **req}), (["--png"], req), (["--pdf"], req), (["--stats"], req), threads, device)
     add("render", cmd_render, (["--spec"], {**req, "help": "JSON with params.yaml's tables, ipc, seeds"}), (["--results"], {"nargs": "*", "default": []}),
         (["--diversity"], {"nargs": "*", "default": []}), (["--grids"], {"nargs": "*", "default": [],
                                                                             "help": "SRC=DST sample grids to copy"}),

@@ -1,8 +1,9 @@
-"""Figures from evaluation results (matplotlib, no display needed).
+"""Figures (matplotlib, no display needed).
 
 Figure 4 of the paper: accuracy against lambda_real, lambda_gen and the memory size K,
 one hyper-parameter at a time (the others at their params.yaml values), one line per
 IPC, error bars = sample std over seeds.
+Figure 1: the distilled sets' VAE latents against the real ones in a 2-D PCA plane.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only: no display on build machines
 import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
 
 from .config import sweep_points  # noqa: E402
 from .io import atomic_path  # noqa: E402
@@ -69,3 +71,48 @@ def figure4(cfg: dict, agg: dict, out_png, out_pdf) -> dict:
             fig.savefig(tmp, format=fmt, dpi=150)
     plt.close(fig)
     return series
+
+
+def pca_2d(real: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mean (D,), components (D, 2)) of flattened real latents (N, D): the top-2 right singular
+    vectors of the centred data (torch.linalg.svd: exact and deterministic)."""
+    x = real.flatten(1).double()
+    mean = x.mean(0)
+    _, _, vh = torch.linalg.svd(x - mean, full_matrices=False)  # vh (min(N, D), D)
+    return mean, vh[:2].T
+
+
+def figure1(real: torch.Tensor, real_labels: torch.Tensor, sets: dict[str, tuple[torch.Tensor, torch.Tensor]],
+            class_names: list[str], title: str, out_png, out_pdf) -> dict:
+    """Figure 1: real latents (grey) and each distilled set's latents (coloured by class) in the plane
+    of the real latents' first two principal components, one panel per method. ``sets``: method ->
+    (latents (n, c, h, w), labels (n,)). Returns each panel's within-class similarity and coverage."""
+    from .diversity import coverage, within_class_similarity
+
+    mean, comps = pca_2d(real)
+    project = lambda z: ((z.flatten(1).double() - mean) @ comps).numpy()  # noqa: E731  (n, 2)
+    r2 = project(real)
+    fig, axes = plt.subplots(1, len(sets), figsize=(4.6 * len(sets), 4.4), squeeze=False, sharex=True, sharey=True)
+    cmap = plt.get_cmap("tab10")
+    stats = {}
+    for ax, (method, (z, y)) in zip(axes[0], sets.items()):
+        ax.scatter(r2[:, 0], r2[:, 1], s=3, c="0.82", lw=0, label="real (training)", rasterized=True)
+        d2 = project(z)
+        for c in range(len(class_names)):
+            keep = (y == c).numpy()
+            ax.scatter(d2[keep, 0], d2[keep, 1], s=22, color=cmap(c % 10), edgecolor="k", lw=0.3,
+                       label=class_names[c])
+        stats[method] = {"similarity": within_class_similarity(z, y), "coverage": coverage(real, real_labels, z, y)}
+        ax.set_title(f"{method}: similarity {stats[method]['similarity']:.3f}, "
+                     f"coverage {100 * stats[method]['coverage']:.1f}%", fontsize=10)
+        ax.set_xlabel("PC 1 of real latents", fontsize=10)
+        ax.grid(alpha=0.2)
+    axes[0][0].set_ylabel("PC 2 of real latents", fontsize=10)
+    axes[0][-1].legend(fontsize=8, markerscale=1.2, loc="best", framealpha=0.85)
+    fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    for path, fmt in ((out_png, "png"), (out_pdf, "pdf")):
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format=fmt, dpi=150)
+    plt.close(fig)
+    return stats

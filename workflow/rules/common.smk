@@ -23,7 +23,7 @@ os.environ.update(DIVDISTILL_TRACKING=json.dumps(config["mlflow"]))
 
 def all_targets():
     return [*expand("reports/tables/{table}.{ext}", table=TABLES, ext=["md", "tex"]), "reports/metrics.json",
-            "reports/tables/diversity.md", *FIGURES, *SWEEP_FIGURES]
+            "reports/tables/diversity.md", *FIGURES, *SWEEP_FIGURES, *FIGURE1_FILES]
 
 
 def distilled_sets(datasets, methods):
@@ -42,6 +42,19 @@ GRIDS = {f"reports/figures/samples-{d}-{m}.png": f"results/figures/samples/{d}-{
          if any(m in t["methods"] and d in t["datasets"] for t in config["tables"].values())
          and ds == dd.distill_seeds_for(config, m)[0] and s == config["seeds"][0]}
 FIGURES = list(GRIDS)
+# Figure 1: the generative methods of Table 1 (DiT vs Ours at least) on its first dataset,
+# first distillation seed and seed.
+_t1 = config["tables"]["table1"]
+FIGURE1 = {"dataset": _t1["datasets"][0],
+           "methods": [m for m in dd.METHOD_ORDER if m in _t1["methods"] and m in dd.GENERATIVE_METHODS]}
+FIGURE1_FILES = ["reports/figures/figure1.png", "reports/figures/figure1.pdf"] if FIGURE1["methods"] else []
+
+
+def figure1_inputs(wildcards):
+    return {m: f"results/distilled/{FIGURE1['dataset']}/{m}/distill{dd.distill_seeds_for(config, m)[0]}-"
+               f"seed{config['seeds'][0]}.safetensors" for m in FIGURE1["methods"]}
+
+
 # Figure 4 (hyper-parameter sweeps), when params.yaml has a sweeps section.
 SWEEP_FIGURES = ["reports/figures/figure4.png", "reports/figures/figure4.pdf"] if config.get("sweeps") else []
 

@@ -1,0 +1,32 @@
+# Figure 1: the distilled sets' latents against the real ones (Table 1's first dataset).
+
+
+rule figure1:
+    """Real vs distilled VAE latents in the real latents' PCA plane, one panel per generative method."""
+    input:
+        unpack(generator_inputs("vae")),
+        unpack(figure1_inputs),
+        meta=f"results/data/{FIGURE1['dataset']}/meta.json",
+        cache=f"results/latents/{FIGURE1['dataset']}.safetensors",
+    output:
+        png="reports/figures/figure1.png",
+        pdf="reports/figures/figure1.pdf",
+        stats="reports/figures/figure1.json",
+    params:
+        vae=GEN["vae"],
+        sets=lambda wc, input: " ".join(f"{m}={input[m]}" for m in FIGURE1["methods"]),
+        ipc=max(config["ipc"]),
+        data=lambda wc, input: os.path.dirname(input.meta),
+    threads: 1
+    conda:
+        "../envs/divdistill.yaml"
+    log:
+        "results/logs/figure1.log",
+    resources:
+        mem_mb=4000,
+        runtime=10,
+        gpu=1,
+    shell:
+        "divdistill figure1 --data {params.data} --vae {params.vae} --cache {input.cache} "
+        "--distilled {params.sets} --ipc {params.ipc} --png {output.png} --pdf {output.pdf} "
+        "--stats {output.stats} 2> {log}"
