@@ -1,4 +1,5 @@
-# make demo  — install (first use), then run the whole DAG on the Fashion-MNIST demo through DVC
+# make demo  — install (first use), then run the whole DAG on the Fashion-MNIST demo through DVC,
+#              write the browsable report reports/report.html and its screenshot reports/report.png
 # make test  — install (first use), then run the test suite
 # make ui    — MLflow UI on the runs, bound to 127.0.0.1
 PY      := python3.11
@@ -26,11 +27,14 @@ $(FASHION):
 	@echo "  sudo apt-get update && sudo apt-get install -y dataset-fashion-mnist"
 	@exit 1
 
-# DVC needs a git repository; `dvc init` once, then `dvc repro` runs the Snakemake DAG.
+# DVC needs a git repository; `dvc init` once, then `dvc repro` runs the Snakemake DAG. The report
+# (re)builds from the finished DAG; the screenshot needs chromium and is skipped with a note without.
 demo: install $(FASHION)
 	@test -d .git || git init --quiet
 	@test -d .dvc || $(BIN)/dvc init --quiet
 	PATH=$(abspath $(BIN)):$$PATH DIVDISTILL_CORES=$(CORES) $(BIN)/dvc repro
+	PATH=$(abspath $(BIN)):$$PATH $(BIN)/snakemake --report reports/report.html
+	workflow/scripts/screenshot.sh reports/report.html reports/report.png
 
 test: install
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/pytest -q

@@ -9,6 +9,10 @@ min_version("9.0")
 configfile: "params.yaml"
 
 
+# snakemake --report reports/report.html: one self-contained page, captions in workflow/report/
+report: "workflow/report/workflow.rst"
+
+
 include: "workflow/rules/common.smk"
 
 

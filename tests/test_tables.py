@@ -1,3 +1,5 @@
+from html.parser import HTMLParser
+
 from divdistill.tables import aggregate, metrics_tree, render_latex, render_markdown
 
 CFG = {
@@ -113,3 +115,146 @@ def test_figure4_series_and_files(tmp_path):
     assert [p[0] for p in pts] == [0.002, 0.008, 0.032]
     assert [round(p[1], 6) for p in pts] == [41.0, 51.0, 61.0] and abs(pts[0][2] - 2 ** 0.5) < 1e-9
     assert (tmp_path / "f4.png").stat().st_size > 10_000 and (tmp_path / "f4.pdf").read_bytes()[:4] == b"%PDF"
+
+
+# Bold, the Welch marker and the HTML table, on hand-made rows. imagewoof / ResNetAP-10 has published
+# Minimax figures (39.2 at IPC 10) that sit above every one of our runs but below Full: neither may
+# take the bold.
+MARKS_CFG = {
+    "seeds": [0, 1, 2],
+    "ipc": [10, 20, 50],
+    "tables": {"table1": {"datasets": ["imagewoof"], "methods": ["random", "dit", "minimax", "ours", "full"],
+                          "models": ["resnetap10"], "reported": ["minimax"]}},
+}
+# final accuracies (%) per seed: IPC 10, Ours clearly above Minimax; IPC 20, within noise; IPC 50,
+# Ours has one seed only (no test)
+MARKS = {
+    ("random", "10"): [35, 36, 37], ("dit", "10"): [37, 38, 39], ("minimax", "10"): [30, 31, 32.5],
+    ("ours", "10"): [36, 37, 37.5],
+    ("random", "20"): [40, 41, 42], ("dit", "20"): [42, 43, 47], ("minimax", "20"): [40, 45, 50],
+    ("ours", "20"): [41, 46, 48],
+    ("random", "50"): [50, 51, 52], ("minimax", "50"): [40, 41, 42], ("ours", "50"): [55],
+    ("full", "all"): [90, 91, 92],
+}
+
+
+def _marks_results():
+    out = []
+    for (method, ipc), accs in MARKS.items():
+        for seed, acc in enumerate(accs):
+            cell = {"dataset": "imagewoof", "method": method, "ipc": ipc, "model": "resnetap10", "distill_seed": 0,
+                    "seed": seed}
+            out.append({"cell": cell, "test_acc": acc / 100, "best_test_acc": acc / 100 + 0.02 * (method == "random"),
+                        "run_id": f"{method}-{ipc}-s{seed}", "curve": []})
+    return out
+
+
+def _md_row(md: str, ipc: str, grid: int = 0) -> list[str]:
+    rows = [line for line in md.splitlines() if line.startswith(f"| imagewoof | {ipc} | ResNetAP-10")]
+    return [v.strip() for v in rows[grid].strip("|").split("|")][3:]
+
+
+def test_bold_marks_the_best_of_our_runs_not_full_or_reported():
+    agg = aggregate(_marks_results())
+    md = render_markdown(MARKS_CFG, "table1", agg)
+    header = next(line for line in md.splitlines() if line.startswith("| Dataset"))
+    assert [c.strip() for c in header.strip("|").split("|")][3:] == [
+        "Random", "DiT", "Minimax", "Minimax (reported)†", "Ours", "Full"]
+    # IPC 10: DiT 38.0 is the best of our runs; published Minimax (39.2) and Full (91.0) are higher
+    row = _md_row(md, "10")
+    assert row[1] == "**38.0 ± 1.0**"
+    assert [v for v in row if v.startswith("**")] == [row[1]]
+    assert row[3] == "39.2 ± 1.3" and row[5] == "91.0 ± 1.0"
+    # IPC 50: Ours' single run (55.0) is best; DiT has no run there
+    row = _md_row(md, "50")
+    assert row[1] == "–" and row[4] == "**55.0 ± 0.0**" and not row[0].startswith("**")
+    # best over training: Random's best epochs are 2 points up, so at IPC 10 Random ties DiT: both bold
+    best = _md_row(md, "10", grid=1)
+    assert best[0] == "**38.0 ± 1.0**" and best[1] == "**38.0 ± 1.0**" and not best[4].startswith("**")
+    assert "upper bound" in md and "not ranked" in md
+    tex = render_latex(MARKS_CFG, "table1", agg)
+    # IPC 20: Minimax and Ours tie at 45.0, both bold
+    assert tex.count(r"\textbf{") == 4 and r"\textbf{45.0 $\pm$ 5.0}" in tex
+    assert r"\textbf{38.0 $\pm$ 1.0}" in tex and r"\textbf{55.0 $\pm$ 0.0}" in tex
+    assert r"$91.0 \pm 1.0$" in tex and "upper bound" in tex
+
+
+def test_every_ranked_cell_tied_means_no_bold():
+    md = render_markdown(CFG, "table1", aggregate(RESULTS))  # Random is the only ranked column
+    assert "**50.0" not in md
+
+
+def test_welch_ours_vs_minimax_p_values_and_marker():
+    from scipy.stats import ttest_ind
+
+    from divdistill.tables import welch_p
+
+    agg = aggregate(_marks_results())
+    key = lambda m, ipc: ("imagewoof", m, ipc, "resnetap10")  # noqa: E731
+    p10 = ttest_ind(MARKS[("ours", "10")], MARKS[("minimax", "10")], equal_var=False).pvalue
+    p20 = ttest_ind(MARKS[("ours", "20")], MARKS[("minimax", "20")], equal_var=False).pvalue
+    assert p10 < 0.05 < p20  # one significant row, one not
+    assert abs(welch_p(agg[key("ours", "10")], agg[key("minimax", "10")]) - p10) < 1e-9
+    assert abs(welch_p(agg[key("ours", "20")], agg[key("minimax", "20")]) - p20) < 1e-9
+    assert welch_p(agg[key("ours", "50")], agg[key("minimax", "50")]) is None  # one run of Ours
+    assert welch_p({"values": [40.0, 40.0]}, {"values": [41.0, 41.0]}) is None  # no variance on either side
+    assert welch_p({"values": [40.0, 40.0]}, {"values": [41.0, 42.0]}) is not None
+    assert welch_p({"mean": 39.2, "std": 1.3}, agg[key("ours", "10")]) is None  # a published figure
+
+    md = render_markdown(MARKS_CFG, "table1", agg)
+    assert _md_row(md, "10")[4] == r"36.8 ± 0.8\*"  # Ours, marked, not bold (DiT is best)
+    assert _md_row(md, "20")[4] == "**45.0 ± 3.6**"  # best, not significant: no marker
+    assert r"\*" not in " ".join(_md_row(md, "10")[:4] + _md_row(md, "20") + _md_row(md, "50"))
+    assert r"\*" not in " ".join(_md_row(md, "10", grid=1))  # the test is on final accuracy only
+    note = next(line for line in md.splitlines() if "Welch" in line)
+    assert f"imagewoof / IPC 10 / ResNetAP-10: p = {p10:.2g}" in note
+    assert f"imagewoof / IPC 20 / ResNetAP-10: p = {p20:.2g}" in note and "IPC 50 / ResNetAP-10: n/a" in note
+    tex = render_latex(MARKS_CFG, "table1", agg)
+    assert r"$36.8 \pm 0.8$$^{*}$" in tex and tex.count("$^{*}$ on Ours") == 1
+    # no Minimax in the table, no test
+    cfg = {**MARKS_CFG, "tables": {"table1": {**MARKS_CFG["tables"]["table1"], "methods": ["random", "ours"]}}}
+    assert "Welch" not in render_markdown(cfg, "table1", agg)
+
+
+class _Balanced(HTMLParser):
+    """Every element closed, in order (void elements excepted); collects the cells' titles."""
+
+    VOID = {"meta", "br", "hr", "img", "link", "input"}
+
+    def __init__(self):
+        super().__init__()
+        self.stack, self.titles, self.links = [], [], []
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "td" and "title" in attrs:
+            self.titles.append(attrs["title"])
+        if tag == "a":
+            self.links.append(attrs["href"])
+        if tag not in self.VOID:
+            self.stack.append(tag)
+
+    def handle_endtag(self, tag):
+        assert self.stack and self.stack[-1] == tag, f"</{tag}> closes {self.stack[-1:]}"
+        self.stack.pop()
+
+
+def test_html_is_well_formed_and_names_the_runs_of_each_cell():
+    from divdistill.tables import render_html
+
+    agg = aggregate(_marks_results())
+    page = render_html(MARKS_CFG, "table1", agg)
+    parser = _Balanced()
+    parser.feed(page)
+    parser.close()
+    assert parser.stack == [] and page.startswith("<!DOCTYPE html>") and "<style>" in page
+    assert "runs: ours-10-s0, ours-10-s1, ours-10-s2" in parser.titles
+    assert "runs: full-all-s0, full-all-s1, full-all-s2" in parser.titles
+    assert any(t.startswith("published: Gu et al.") for t in parser.titles)
+    assert "<b>38.0 ± 1.0</b>" in page and "<b>91.0" not in page and parser.links == []
+    assert page.count("<sup") == 1  # Ours at IPC 10
+    # with the cells' MLflow parent runs known, each of our cells links to its parent
+    parents = {("imagewoof", "ours", "10", "resnetap10"): "abc123"}
+    linked = _Balanced()
+    linked.feed(render_html(MARKS_CFG, "table1", agg, {"experiment_id": "7", "parents": parents}))
+    assert linked.stack == [] and "http://127.0.0.1:5000/#/experiments/7/runs/abc123" in linked.links

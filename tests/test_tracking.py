@@ -38,3 +38,78 @@ def test_uninitialised_database_is_a_clear_error(cfg):
     with pytest.raises(RuntimeError, match="does not exist"):
         with start_run(cfg, "evaluate", "x", {}):
             pass
+
+
+def test_render_files_one_parent_run_per_table_cell_and_nests_the_seed_runs(cfg, tmp_path):
+    """Two cells of two seed runs each, rendered twice: one parent per cell, reused and updated."""
+    from divdistill.io import read_json, write_json
+    from divdistill.tables import render_all
+    from divdistill.tracking import PARENT_TAG
+
+    ids = init_tracking(cfg)
+    spec = {"seeds": [0, 1], "distill_seeds": [0], "ipc": [10],
+            "tables": {"table1": {"datasets": ["d"], "methods": ["random", "ours"], "models": ["convnet"]}}}
+    accs = {"random": [0.40, 0.50], "ours": [0.60, 0.64]}
+    paths, seed_runs = [], {}
+    for method, values in accs.items():
+        for seed, acc in enumerate(values):
+            cell = {"dataset": "d", "method": method, "ipc": "10", "model": "convnet", "distill_seed": 0, "seed": seed}
+            with start_run(cfg, "evaluate", f"d/{method}/10/convnet/distill0-seed{seed}", cell,
+                           tags={k: cell[k] for k in ("dataset", "method", "ipc", "model")}) as run:
+                run.log_metrics({"test_acc": acc})
+            paths.append(tmp_path / f"{method}{seed}.json")
+            write_json(paths[-1], {"cell": cell, "test_acc": acc, "best_test_acc": acc, "run_id": run.run_id,
+                                   "curve": []})
+            seed_runs[run.run_id] = method
+
+    def render():
+        render_all(spec, [str(p) for p in paths], tmp_path / "tables", tmp_path / "metrics.json",
+                   tmp_path / "curves", tracking=cfg)
+
+    client = MlflowClient(cfg["tracking_uri"])
+    exp_id = ids[experiment_name("t", "evaluate")]
+
+    def parents():
+        runs = client.search_runs([exp_id], filter_string=f"tags.`{PARENT_TAG}` = '1'")
+        return {r.data.tags["method"]: r for r in runs}
+
+    render()
+    first = parents()
+    render()
+    second = parents()
+    assert set(second) == {"random", "ours"}  # exactly one parent per cell, after two renders
+    assert {m: r.info.run_id for m, r in first.items()} == {m: r.info.run_id for m, r in second.items()}
+    assert len(client.search_runs([exp_id])) == 4 + 2
+    for method, r in second.items():
+        assert r.info.run_name == f"table1/d/{method}/ipc10/convnet" and r.info.status == "FINISHED"
+        assert {k: r.data.tags[k] for k in ("table", "dataset", "method", "ipc", "model")} == {
+            "table": "table1", "dataset": "d", "method": method, "ipc": "10", "model": "convnet"}
+    for run_id, method in seed_runs.items():
+        assert client.get_run(run_id).data.tags["mlflow.parentRunId"] == second[method].info.run_id
+    # mean and sample std (%): random 40, 50 -> 45 ± 7.07; ours 60, 64 -> 62 ± 2.83
+    for method, (mean, std) in {"random": (45.0, 50 ** 0.5), "ours": (62.0, 8 ** 0.5)}.items():
+        m = second[method].data.metrics
+        assert abs(m["mean"] - mean) < 1e-9 and abs(m["std"] - std) < 1e-9 and m["n"] == 2
+    # the HTML table links each cell to its parent run
+    page = (tmp_path / "tables" / "table1.html").read_text()
+    assert f"#/experiments/{exp_id}/runs/{second['ours'].info.run_id}" in page
+
+    # a changed result updates its parent's metrics in place
+    res = read_json(paths[0])
+    write_json(paths[0], {**res, "test_acc": 0.30})
+    render()
+    third = parents()
+    assert third["random"].info.run_id == second["random"].info.run_id
+    assert abs(third["random"].data.metrics["mean"] - 40.0) < 1e-9
+
+
+def test_seed_runs_missing_from_the_database_are_skipped(cfg, capsys):
+    from divdistill.tracking import nest_seed_runs
+
+    init_tracking(cfg)
+    cell = {"name": "table1/d/random/ipc10/convnet", "metrics": {"mean": 1.0},
+            "tags": {"dataset": "d", "method": "random", "ipc": "10", "model": "convnet", "table": "table1"},
+            "run_ids": ["0123456789abcdef0123456789abcdef"]}
+    _, parents = nest_seed_runs(cfg, [cell])
+    assert list(parents) == [("d", "random", "10", "convnet")]
+    assert "1 seed runs not in" in capsys.readouterr().err

@@ -82,25 +82,38 @@ def test_smoke_dag_with_8_cores_tracks_every_run(project):
     for table in cfg["tables"]:
         md = (project / "reports" / "tables" / f"{table}.md").read_text()
         assert "±" in md and (project / "reports" / "tables" / f"{table}.tex").exists()
+        assert (project / "reports" / "tables" / f"{table}.html").exists()
+    # Figure 4 from the sweep variant's runs, Figure 1 from the generative sets
+    for name in ("figure4.png", "figure4.pdf", "figure1.png", "figure1.pdf"):
+        assert (project / "reports" / "figures" / name).stat().st_size > 1000
+    assert any(c.method == "ours-lambda_gen-0.002" for c in cells)
     metrics = json.loads((project / "reports" / "metrics.json").read_text())
     assert set(metrics) == set(cfg["tables"])
 
     client = MlflowClient(f"sqlite:///{project}/mlflow.db")
     prefix = cfg["mlflow"]["experiment_prefix"]
     exp = client.get_experiment_by_name(f"{prefix}-evaluate")
-    runs = client.search_runs([exp.experiment_id], max_results=1000)
+    all_runs = client.search_runs([exp.experiment_id], max_results=1000)
+    assert all(r.info.status == "FINISHED" for r in all_runs)
+    # the render job's parent runs (one per table cell) group the seed runs in the UI
+    parents = [r for r in all_runs if r.data.tags.get("divdistill.parent") == "1"]
+    runs = [r for r in all_runs if r.data.tags.get("divdistill.parent") != "1"]
     assert len(runs) == len(cells)  # one run per job, none lost, none doubled
-    assert all(r.info.status == "FINISHED" for r in runs)
+    keys = {(c.dataset, c.method, c.ipc, c.model) for c in cells}
+    parent_of = {tuple(p.data.tags[k] for k in ("dataset", "method", "ipc", "model")): p.info.run_id for p in parents}
+    assert len(parents) == len(parent_of) == len(keys)
     by_id = {r.info.run_id: r for r in runs}
     for c in cells:
         res = json.loads((project / c.path).read_text())
         r = by_id[res["run_id"]]
+        assert r.data.tags["mlflow.parentRunId"] == parent_of[(c.dataset, c.method, c.ipc, c.model)]
         assert tuple(r.data.params[k] for k in ("dataset", "method", "ipc", "distill_seed", "seed")) == (
             c.dataset, c.method, c.ipc, str(c.distill_seed), str(c.seed))
         assert len(client.get_metric_history(r.info.run_id, "train_loss")) == res["params"]["epochs"]
     # the generator's jobs: one run each, in their own experiments, with the losses logged separately
-    finetunes = {(c.dataset, c.method, c.distill_seed) for c in cells if c.method in dd.FINETUNED_METHODS}
-    samples = {(c.dataset, c.method, c.distill_seed, c.seed) for c in cells if c.method in dd.GENERATIVE_METHODS}
+    finetunes = {(c.dataset, c.method, c.distill_seed) for c in cells if dd.base_method(c.method) in dd.FINETUNED_METHODS}
+    # one sampling job per (dataset, method, distillation seed) draws every seed's set
+    samples = {(c.dataset, c.method, c.distill_seed) for c in cells if dd.base_method(c.method) in dd.GENERATIVE_METHODS}
     for stage, expected in (("pretrain", 2), ("finetune", len(finetunes)), ("sample", len(samples))):
         stage_runs = client.search_runs([client.get_experiment_by_name(f"{prefix}-{stage}").experiment_id])
         assert len(stage_runs) == expected and all(r.info.status == "FINISHED" for r in stage_runs)

@@ -302,19 +302,24 @@ def cmd_sample(args) -> None:
     ipc, ncls = args.max_ipc, len(meta["labels"])
     local = torch.arange(ncls).repeat_interleave(ipc)  # class-major, ordered within class: nested IPCs
     index = torch.arange(ipc).repeat(ncls)
+    if len(args.seeds) != len(args.out):
+        raise SystemExit(f"--seeds ({len(args.seeds)}) and --out ({len(args.out)}) must pair up")
     params = {"dataset": meta["name"], "method": args.method, "distill_seed": args.distill_seed,
-              "seed": args.seed, "max_ipc": ipc, "generator": args.dit, **p}
-    name = f"{meta['name']}/{args.method}/distill{args.distill_seed}-seed{args.seed}"
+              "seeds": args.seeds, "max_ipc": ipc, "generator": args.dit, **p}
+    name = f"{meta['name']}/{args.method}/distill{args.distill_seed}"
+    # every seed's set in one job: the models are loaded once (one job per seed paid ~5 s start-up each)
     with start_run(_json(args.tracking), "sample", name, params,
                    tags={"dataset": meta["name"], "method": args.method}) as run:
-        t0 = time.perf_counter()
-        images = sample_images(dit, vae, torch.tensor(meta["labels"])[local], null_label=dit.config.num_embeds_ada_norm,
-                               seed=args.seed, index=index, device=dev, **p)
-        run.log_metrics({"images_per_s": len(images) / (time.perf_counter() - t0)})
-        save_tensors(args.out, {"images": images, "labels": local}, {**params, "run_id": run.run_id})
-        shown = min(ipc, 10)
-        keep = (index < shown)
-        save_grid(images[keep], shown, args.grid)
+        for seed, out in zip(args.seeds, args.out):
+            t0 = time.perf_counter()
+            images = sample_images(dit, vae, torch.tensor(meta["labels"])[local],
+                                   null_label=dit.config.num_embeds_ada_norm, seed=seed, index=index, device=dev, **p)
+            run.log_metrics({"images_per_s": len(images) / (time.perf_counter() - t0)}, step=seed)
+            save_tensors(out, {"images": images, "labels": local},
+                         {**{k: v for k, v in params.items() if k != "seeds"}, "seed": seed, "run_id": run.run_id})
+            if seed == args.seeds[0]:
+                shown = min(ipc, 10)
+                save_grid(images[index < shown], shown, args.grid)
         run.log_artifact(args.grid)
 
 
@@ -333,19 +338,25 @@ def cmd_diversity(args) -> None:
     train = load_split(args.data, "train")
     vae = load_vae(args.vae, dev, role="vae_encode")
     real = latent_cache(vae, train.images, args.cache, device=dev)["mean"]
-    tensors, meta = load_tensors(args.distilled)
-    params = {k: meta[k] for k in ("dataset", "method", "distill_seed", "seed") if k in meta}
-    name = "/".join(str(v) for v in params.values())
-    out = {**params, "distilled": args.distilled, "ipc": {}}
+    if len(args.distilled) != len(args.out):
+        raise SystemExit(f"--distilled ({len(args.distilled)}) and --out ({len(args.out)}) must pair up")
+    sets = [(path, *load_tensors(path)) for path in args.distilled]
+    first = sets[0][2]
+    params = {**{k: first[k] for k in ("dataset", "method", "distill_seed") if k in first},
+              "seeds": [m.get("seed") for _, _, m in sets]}
+    name = "/".join(str(params[k]) for k in ("dataset", "method", "distill_seed") if k in params)
     with start_run(_json(args.tracking), "diversity", name, params, tags={"dataset": params["dataset"],
                                                                           "method": params["method"]}) as run:
-        for ipc in args.ipc:
-            x, y = take_ipc(tensors["images"], tensors["labels"], ipc, source=args.distilled)
-            z = encode_posterior(vae, x, device=dev)[0]
-            m = {"similarity": within_class_similarity(z, y), "coverage": coverage(real, train.labels, z, y)}
-            run.log_metrics(m, step=ipc)
-            out["ipc"][str(ipc)] = m
-        write_json(args.out, {**out, "run_id": run.run_id})
+        for (path, tensors, meta), out_path in zip(sets, args.out):
+            out = {**{k: meta[k] for k in ("dataset", "method", "distill_seed", "seed") if k in meta},
+                   "distilled": path, "ipc": {}}
+            for ipc in args.ipc:
+                x, y = take_ipc(tensors["images"], tensors["labels"], ipc, source=path)
+                z = encode_posterior(vae, x, device=dev)[0]
+                m = {"similarity": within_class_similarity(z, y), "coverage": coverage(real, train.labels, z, y)}
+                run.log_metrics({f"{k}_seed{meta.get('seed')}": v for k, v in m.items()}, step=ipc)
+                out["ipc"][str(ipc)] = m
+            write_json(out_path, {**out, "run_id": run.run_id})
 
 
 def cmd_figure1(args) -> None:
@@ -380,7 +391,10 @@ def cmd_render(args) -> None:
     from .tables import render_all
 
     grids = dict(g.split("=", 1) for g in args.grids)
-    render_all(_json(args.spec), args.results, args.tables, args.metrics, args.plots, args.diversity, grids)
+    if args.tracking is None:  # the workflow always passes it; a bare render may leave MLflow alone
+        print("render: no --tracking (or $DIVDISTILL_TRACKING): MLflow parent runs skipped", file=sys.stderr)
+    render_all(_json(args.spec), args.results, args.tables, args.metrics, args.plots, args.diversity, grids,
+               tracking=None if args.tracking is None else _json(args.tracking))
 
 
 def cmd_check(args) -> None:
@@ -436,18 +450,20 @@ def build_parser() -> argparse.ArgumentParser:
         (["--distill-seed"], {"type": int, **req}), (["--params"], req), (["--cache"], req),
         (["--checkpoints"], req), (["--out"], req), threads, device, tracking)
     add("sample", cmd_sample, (["--data"], req), (["--vae"], req), (["--dit"], req), (["--method"], req),
-        (["--distill-seed"], {"type": int, **req}), (["--seed"], {"type": int, **req}),
-        (["--max-ipc"], {"type": int, **req}), (["--params"], req), (["--out"], req), (["--grid"], req),
+        (["--distill-seed"], {"type": int, **req}), (["--seeds"], {"type": int, "nargs": "+", **req}),
+        (["--max-ipc"], {"type": int, **req}), (["--params"], req), (["--out"], {"nargs": "+", **req}),
+        (["--grid"], {**req, "help": "sample grid of the first seed"}),
         threads, device, tracking)
     add("diversity", cmd_diversity, (["--data"], req), (["--vae"], req), (["--cache"], req),
-        (["--distilled"], req), (["--ipc"], {"type": int, "nargs": "+", **req}), (["--out"], req), threads, device, tracking)
+        (["--distilled"], {"nargs": "+", **req}), (["--ipc"], {"type": int, "nargs": "+", **req}),
+        (["--out"], {"nargs": "+", **req}), threads, device, tracking)
     add("figure1", cmd_figure1, (["--data"], req), (["--vae"], req), (["--cache"], req),
         (["--distilled"], {"nargs": "+", **req, "help": "METHOD=PATH of each distilled set"}),
         (["--ipc"], {"type": int, **req}), (["--png"], req), (["--pdf"], req), (["--stats"], req), threads, device)
     add("render", cmd_render, (["--spec"], {**req, "help": "JSON with params.yaml's tables, ipc, seeds"}), (["--results"], {"nargs": "*", "default": []}),
         (["--diversity"], {"nargs": "*", "default": []}), (["--grids"], {"nargs": "*", "default": [],
                                                                             "help": "SRC=DST sample grids to copy"}),
-        (["--tables"], req), (["--metrics"], req), (["--plots"], req))
+        (["--tables"], req), (["--metrics"], req), (["--plots"], req), tracking)
     add("check", cmd_check, (["--config"], {"default": "params.yaml"}))
     add("init-tracking", cmd_init_tracking, (["--config"], {"default": "params.yaml"}))
     return ap

@@ -42,7 +42,7 @@ from .device import dit_autocast
 from .difffit import apply_difffit, count_trainable, fold_difffit, tie_class_embeddings
 from .io import load_tensors, save_tensors
 from .latents import encode_posterior
-from .losses import diffusion_loss, memory_loss, predict_x0
+from .losses import diffusion_loss, memory_loss, predict_x0, require_finite
 from .memory import STRATEGIES, Memory
 
 # ----------------------------------------------------------------------------- methods
@@ -415,6 +415,7 @@ def finetune(
         z0_hat = predict_x0(z_t, out[:, :z0.shape[1]], t, alphas_cumprod)  # (B, C, h, w), grads through eps
         l_mem, m = memory_loss(z0_hat, y, real, gen, cfg.lambda_real, cfg.lambda_gen)
         loss = l_diff + l_mem  # eq. (6)
+        require_finite(loss, step)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

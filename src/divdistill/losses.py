@@ -31,6 +31,14 @@ class MemoryLike(Protocol):
 # ----------------------------------------------------------------------------- memory losses
 
 
+def require_finite(loss: torch.Tensor, step: int, what: str = "loss") -> None:
+    """Stop a training job loudly at the first nan/inf loss (its MLflow run then ends FAILED) rather
+    than train on and save garbage weights."""
+    if not torch.isfinite(loss).all():
+        raise FloatingPointError(f"{what} is {loss.detach().flatten()[0].item()} at step {step}: stopping "
+                                 "(lower the learning rate, or check the inputs for nan/inf)")
+
+
 def cosine_matrix(a: torch.Tensor, b: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
     """sigma(a_i, b_m) for a (B, *) and b (M, *) -> (B, M), on flattened vectors."""
     a = F.normalize(a.flatten(1), dim=1, eps=eps)  # (B, D)

@@ -35,7 +35,7 @@ from tqdm import tqdm
 from .io import atomic_path
 from .latents import to_model_range
 from .finetune import tie_embedders, untie_embedders
-from .losses import diffusion_loss
+from .losses import diffusion_loss, require_finite
 from .sample import make_scheduler
 
 OnStep = Callable[[int, dict], None]
@@ -125,6 +125,7 @@ def _train(model: torch.nn.Module, loss_fn: Callable[[], tuple[torch.Tensor, dic
         for group in opt.param_groups:
             group["lr"] = _lr_at(step, steps, lr, warmup)
         loss, metrics = loss_fn()
+        require_finite(loss, step)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

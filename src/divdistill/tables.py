@@ -1,19 +1,26 @@
 """Tables from evaluation results: mean ± std over seeds, methods in the paper's order.
 
 Every cell is aggregated from the per-seed JSON files that evaluation jobs write
-(each names its MLflow run), so every printed number traces back to runs.
+(each names its MLflow run), so every printed number traces back to runs: the HTML
+tables name them, and with a tracking configuration ``render_all`` files each cell as
+an MLflow parent run with its seed runs nested below.
+
+Markdown, LaTeX and HTML show the same marks: **bold** is the best of a row among our
+runs (Full, an upper bound, and published columns excluded) and ``*`` on Ours says
+Welch's t-test of Ours against Minimax over the seeds' final accuracies gives p < 0.05.
 """
 
 from __future__ import annotations
 
 import csv
+import html
 import shutil
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 
-from .config import COLUMN_ORDER, FULL_IPC, METHOD_ORDER, SYNTHESIS_METHODS, table_cells
+from .config import COLUMN_ORDER, FULL_IPC, METHOD_ORDER, SYNTHESIS_METHODS, sweep_cells, table_cells
 from .io import atomic_path, read_json, write_json, write_text
 from .reported import METHOD_CITATIONS, SOURCES, reported
 
@@ -32,7 +39,8 @@ TABLE_TITLES = {
 
 
 def aggregate(results: list[dict]) -> dict[tuple, dict]:
-    """(dataset, method, ipc, model) -> mean/std of final and best-over-training accuracy (%)."""
+    """(dataset, method, ipc, model) -> mean/std of final and best-over-training accuracy (%), the
+    per-run final accuracies (``values``, %) and run ids, both in (distill_seed, seed) order."""
     groups = defaultdict(list)
     for r in results:
         c = r["cell"]
@@ -46,7 +54,8 @@ def aggregate(results: list[dict]) -> dict[tuple, dict]:
         out[key] = {
             "mean": float(final.mean()), "std": float(final.std(ddof=ddof)),
             "best_mean": float(best.mean()), "best_std": float(best.std(ddof=ddof)),
-            "n": len(rs), "seeds": [(r["cell"]["distill_seed"], r["cell"]["seed"]) for r in rs],
+            "values": final.tolist(), "n": len(rs),
+            "seeds": [(r["cell"]["distill_seed"], r["cell"]["seed"]) for r in rs],
             "run_ids": [r["run_id"] for r in rs],
         }
     return out
@@ -115,7 +124,11 @@ def _cell(agg, d, column, ipc, model):
     if is_reported:
         return _reported_value(d, m, ipc, model, "mean")
     # Full does not depend on IPC: the same measurement is shown on every row.
-    return agg.get((d, m, FULL_IPC if m == "full" else ipc, model))
+    return agg.get(_key(d, m, ipc, model))
+
+
+def _key(d, m, ipc, model) -> tuple:
+    return (d, m, FULL_IPC if m == "full" else ipc, model)
 
 
 def _fmt(a, key: str) -> str:
@@ -125,15 +138,95 @@ def _fmt(a, key: str) -> str:
     return f"{a[key]:.1f}" if std is None else f"{a[key]:.1f} ± {std:.1f}"
 
 
+SIG_MARK, SIG_LEVEL = "*", 0.05  # on Ours' cell: Welch's t-test against Minimax
+
+
+def welch_p(a: dict | None, b: dict | None) -> float | None:
+    """p-value of Welch's t-test (unequal variances) between two cells' per-run final accuracies;
+    None where there is no test: fewer than 2 runs on a side (or a published figure, which has no
+    runs), or no variance on either side."""
+    xs, ys = (np.asarray((c or {}).get("values", []), dtype=float) for c in (a, b))
+    if len(xs) < 2 or len(ys) < 2 or (xs.var() == 0 and ys.var() == 0):
+        return None
+    import warnings
+
+    from scipy.stats import ttest_ind
+
+    with warnings.catch_warnings():  # one constant side is fine: its variance is just 0
+        warnings.filterwarnings("ignore", "Precision loss", RuntimeWarning)
+        return float(ttest_ind(xs, ys, equal_var=False).pvalue)
+
+
+def _welch_rows(cfg: dict, table: str, agg: dict) -> dict[tuple, float | None]:
+    """Row -> p of Ours against Minimax; empty when the table lacks either."""
+    if not {"ours", "minimax"} <= set(cfg["tables"][table]["methods"]):
+        return {}
+    rows, _ = _layout(cfg, table)
+    return {(d, ipc, model): welch_p(_cell(agg, d, "ours", ipc, model), _cell(agg, d, "minimax", ipc, model))
+            for d, ipc, model in rows}
+
+
+def _ranked(column) -> bool:
+    """Bold goes to the best of our runs: Full (an upper bound) and published figures are not ranked."""
+    m, is_reported = column
+    return not is_reported and m != "full"
+
+
+def _grid(cfg: dict, table: str, agg: dict, key: str) -> list[tuple[tuple, list[dict]]]:
+    """(row, cells) of one table: each cell's column, aggregate ``a`` (None: missing), ``best``
+    (bold) and ``sig`` (the marker; headline grid only)."""
+    rows, columns = _layout(cfg, table)
+    tests = _welch_rows(cfg, table, agg) if key == "mean" else {}
+    out = []
+    for row in rows:
+        d, ipc, model = row
+        cells = [{"column": c, "key": _key(d, c[0], ipc, model), "a": _cell(agg, d, c, ipc, model)}
+                 for c in columns]
+        # compared as printed, so a displayed tie is bolded on both sides; a row where every ranked
+        # cell ties shows no best
+        shown = {i: round(c["a"][key], 1) for i, c in enumerate(cells) if c["a"] is not None and _ranked(c["column"])}
+        top = max(shown.values()) if len(set(shown.values())) > 1 else None
+        p = tests.get(row)
+        for i, c in enumerate(cells):
+            c["best"] = top is not None and shown.get(i) == top
+            c["sig"] = c["column"] == ("ours", False) and p is not None and p < SIG_LEVEL
+        out.append((row, cells))
+    return out
+
+
+def _notes(cfg: dict, table: str, agg: dict, mark: str = SIG_MARK, lt: str = "<") -> list[str]:
+    """What bold and the marker mean, the t-tests' p-values, then the reported columns' citations."""
+    notes = ["Bold: the best of each row among our runs. Full (the whole training set, the "
+             "same figure on every IPC row) is an upper bound and is not ranked; nor are published (reported) "
+             "figures."]
+    tests = _welch_rows(cfg, table, agg)
+    if tests:
+        parts = []
+        for (d, ipc, model), p in tests.items():
+            where = f"{d} / IPC {ipc} / {MODEL_LABELS[model]}"
+            if p is None:
+                parts.append(f"{where}: n/a")
+                continue
+            diff = _cell(agg, d, "ours", ipc, model)["mean"] - _cell(agg, d, "minimax", ipc, model)["mean"]
+            parts.append(f"{where}: p = {p:.2g} (Ours - Minimax = {diff:+.1f}){mark if p < SIG_LEVEL else ''}")
+        notes.append(f"{mark} on Ours: Welch's t-test (unequal variances) of Ours against Minimax over the "
+                     f"runs' final accuracies gives p {lt} {SIG_LEVEL} (not corrected for multiple comparisons; "
+                     "n/a: fewer than 2 runs on a side, or no variance on either). " + "; ".join(parts) + ".")
+    return notes + _footnotes(cfg, table)
+
+
 def render_markdown(cfg: dict, table: str, agg: dict) -> str:
     rows, columns = _layout(cfg, table)
     head = ["Dataset", "IPC", "Test model"] + [_label(c) for c in columns]
 
+    def text(c, key):
+        t = _fmt(c["a"], key)
+        return (f"**{t}**" if c["best"] else t) + ("\\" + SIG_MARK if c["sig"] else "")
+
     def grid(key):
         lines = ["| " + " | ".join(head) + " |", "|" + "---|" * 3 + "---:|" * len(columns)]
-        for d, ipc, model in rows:
-            vals = [_fmt(_cell(agg, d, c, ipc, model), key) for c in columns]
-            lines.append(f"| {d} | {ipc} | {MODEL_LABELS[model]} | " + " | ".join(vals) + " |")
+        for (d, ipc, model), cells in _grid(cfg, table, agg, key):
+            lines.append(f"| {d} | {ipc} | {MODEL_LABELS[model]} | " + " | ".join(text(c, key) for c in cells) + " |")
         return lines
 
     out = [f"# {TABLE_TITLES[table]}", "",
@@ -143,8 +236,8 @@ def render_markdown(cfg: dict, table: str, agg: dict) -> str:
     out += ["", "Best test accuracy over training (model selection on the test set, as the public "
             "reference code reports it; shown for comparison only, not the headline):", ""]
     out += grid("best_mean")
-    out += ["", "Full: the whole training set of the dataset, the same figure on every IPC row."]
-    out += [""] + _footnotes(cfg, table) if _footnotes(cfg, table) else []
+    for note in _notes(cfg, table, agg, mark="\\" + SIG_MARK):
+        out += ["", note]
     return "\n".join(out) + "\n"
 
 
@@ -155,19 +248,112 @@ def render_latex(cfg: dict, table: str, agg: dict) -> str:
                       + [_label(c).replace(REPORTED_MARK, r"$^\dagger$") for c in columns])
     lines = [r"\begin{table}[t]", r"\centering", r"\small",
              rf"\caption{{{TABLE_TITLES[table]}. Final-epoch top-1 test accuracy (\%), mean $\pm$ std "
-             rf"over {_runs_per_cell(cfg)}.}}",
+             rf"over {_runs_per_cell(cfg)}; bold: best of our runs per row (Full, an upper bound, and "
+             rf"reported figures are not ranked).}}",
              rf"\begin{{tabular}}{{{cols}}}", r"\toprule", head + r" \\", r"\midrule"]
-    for d, ipc, model in rows:
+    for (d, ipc, model), cells in _grid(cfg, table, agg, "mean"):
         vals = []
-        for c in columns:
-            a = _cell(agg, d, c, ipc, model)
-            vals.append("--" if a is None else f"${a['mean']:.1f}$" if a["std"] is None
-                        else f"${a['mean']:.1f} \\pm {a['std']:.1f}$")
+        for c in cells:
+            a = c["a"]
+            if a is None:
+                vals.append("--")
+                continue
+            if c["best"]:  # \textbf bolds text, not math: the digits stay out of math mode
+                v = f"{a['mean']:.1f}" if a["std"] is None else f"{a['mean']:.1f} $\\pm$ {a['std']:.1f}"
+                v = rf"\textbf{{{v}}}"
+            else:
+                v = f"${a['mean']:.1f}$" if a["std"] is None else f"${a['mean']:.1f} \\pm {a['std']:.1f}$"
+            vals.append(v + (f"$^{{{SIG_MARK}}}$" if c["sig"] else ""))
         lines.append(" & ".join([d, ipc, MODEL_LABELS[model]] + vals) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}"]
-    lines += [r"\par\footnotesize " + n.replace(REPORTED_MARK, r"$^\dagger$") for n in _footnotes(cfg, table)]
+    lines += [r"\par\footnotesize " + n.replace(REPORTED_MARK, r"$^\dagger$")
+              for n in _notes(cfg, table, agg, mark=f"$^{{{SIG_MARK}}}$", lt="$<$")]
     lines += [r"\end{table}"]
     return "\n".join(lines) + "\n"
+
+
+_CSS = ("body{font-family:system-ui,sans-serif;margin:1.5em;max-width:80em}"
+        "table{border-collapse:collapse;margin:.5em 0 1.5em}th,td{padding:.25em .7em}"
+        "thead th{border-bottom:2px solid #333;text-align:left}tbody tr{border-bottom:1px solid #ddd}"
+        "td.n{text-align:right;white-space:nowrap}td.rep{color:#666;font-style:italic}"
+        "td a{color:inherit;text-decoration:none}td a:hover{text-decoration:underline}"
+        "p.note{font-size:.9em;color:#333}")
+
+
+def render_html(cfg: dict, table: str, agg: dict, mlflow: dict | None = None) -> str:
+    """A small self-contained page. Each of our cells names its runs (``title``, on hover) and, when
+    ``mlflow`` gives the evaluate experiment's id and the cells' parent runs ({"experiment_id",
+    "parents": {(dataset, method, ipc, model): run id}}), links to its parent run in the MLflow UI,
+    which lists the seed runs nested below it."""
+    from .tracking import run_url
+
+    rows, columns = _layout(cfg, table)
+    esc = html.escape
+    parents = (mlflow or {}).get("parents", {})
+
+    def td(c, key) -> str:
+        a, (m, is_reported) = c["a"], c["column"]
+        if a is None:
+            return '<td class="n">–</td>'
+        text = esc(_fmt(a, key))
+        text = f"<b>{text}</b>" if c["best"] else text
+        if is_reported:
+            return f'<td class="n rep" title="{esc("published: " + SOURCES[a["source"]])}">{text}</td>'
+        parent = parents.get(c["key"])
+        if parent is not None and mlflow.get("experiment_id") is not None:
+            text = f'<a href="{esc(run_url(mlflow["experiment_id"], parent))}">{text}</a>'
+        if c["sig"]:
+            text += f'<sup title="Welch t-test against Minimax: p &lt; {SIG_LEVEL}">{SIG_MARK}</sup>'
+        return f'<td class="n" title="{esc("runs: " + ", ".join(a["run_ids"]))}">{text}</td>'
+
+    def grid(key) -> list[str]:
+        lines = ["<table>", "<thead><tr>" + "".join(f"<th>{esc(h)}</th>" for h in
+                                                      ["Dataset", "IPC", "Test model"] + [_label(c) for c in columns])
+                 + "</tr></thead>", "<tbody>"]
+        for (d, ipc, model), cells in _grid(cfg, table, agg, key):
+            lines.append(f"<tr><td>{esc(d)}</td><td>{esc(ipc)}</td><td>{esc(MODEL_LABELS[model])}</td>"
+                         + "".join(td(c, key) for c in cells) + "</tr>")
+        return lines + ["</tbody>", "</table>"]
+
+    title = esc(TABLE_TITLES[table])
+    out = ["<!DOCTYPE html>", '<html lang="en">', "<head>", '<meta charset="utf-8">', f"<title>{title}</title>",
+           f"<style>{_CSS}</style>", "</head>", "<body>", f"<h1>{title}</h1>",
+           f"<p>Top-1 test accuracy (%) at the <b>final epoch</b>, mean ± sample std over "
+           f"{esc(_runs_per_cell(cfg))} (each seed re-draws the distilled set and re-trains the test network). "
+           "Hover a cell for the MLflow runs behind it"
+           + ("; click it for its table-cell run, which nests them." if parents else ".") + "</p>"]
+    out += grid("mean")
+    out += ["<p>Best test accuracy over training (model selection on the test set, as the public reference "
+            "code reports it; shown for comparison only, not the headline):</p>"]
+    out += grid("best_mean")
+    out += [f'<p class="note">{esc(n)}</p>' for n in _notes(cfg, table, agg)]
+    out += ["</body>", "</html>"]
+    return "\n".join(out) + "\n"
+
+
+def parent_cells(cfg: dict, agg: dict) -> list[dict]:
+    """Every table cell that has runs, in the shape ``tracking.nest_seed_runs`` takes; the first table
+    holding a cell names its parent run (Figure 4's sweep cells: "figure4")."""
+    from .tracking import CELL_KEYS
+
+    tables: dict[tuple, list[str]] = {}
+    cells = [(table, c) for table in cfg["tables"] for c in table_cells(cfg, table)]
+    cells += [("figure4", c) for c in sweep_cells(cfg)]
+    for table, c in cells:
+        names = tables.setdefault((c.dataset, c.method, c.ipc, c.model), [])
+        if table not in names:
+            names.append(table)
+    out = []
+    for key, names in tables.items():
+        a = agg.get(key)
+        if a is None:
+            continue
+        d, m, ipc, model = key
+        out.append({"name": f"{names[0]}/{d}/{m}/ipc{ipc}/{model}",
+                    "tags": {**dict(zip(CELL_KEYS, key)), "table": names[0], "tables": ",".join(names)},
+                    "metrics": {k: a[k] for k in ("mean", "std", "best_mean", "best_std", "n")},
+                    "run_ids": a["run_ids"]})
+    return out
 
 
 def metrics_tree(cfg: dict, agg: dict) -> dict:
@@ -235,12 +421,22 @@ def render_diversity(cfg: dict, diversity: list[dict]) -> str:
 
 
 def render_all(cfg: dict, result_paths: list[str], out_tables, out_metrics, out_plots,
-               diversity_paths: list[str] = (), grids: dict | None = None, out_figures="reports/figures") -> dict:
+               diversity_paths: list[str] = (), grids: dict | None = None, out_figures="reports/figures",
+               tracking: dict | None = None) -> dict:
+    """Every report file; with ``tracking`` (params.yaml's mlflow section) first one MLflow parent run
+    per table cell with its seed runs nested below, which the HTML tables then link to."""
     results = [read_json(p) for p in result_paths]
     agg = aggregate(results)
+    mlflow = None
+    if tracking is not None:
+        from .tracking import nest_seed_runs
+
+        experiment_id, parents = nest_seed_runs(tracking, parent_cells(cfg, agg))
+        mlflow = {"experiment_id": experiment_id, "parents": parents}
     for table in cfg["tables"]:
         write_text(Path(out_tables) / f"{table}.md", render_markdown(cfg, table, agg))
         write_text(Path(out_tables) / f"{table}.tex", render_latex(cfg, table, agg))
+        write_text(Path(out_tables) / f"{table}.html", render_html(cfg, table, agg, mlflow))
     write_text(Path(out_tables) / "diversity.md", render_diversity(cfg, [read_json(p) for p in diversity_paths]))
     for src, dst in (grids or {}).items():
         with atomic_path(dst) as tmp:

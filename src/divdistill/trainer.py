@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from .augment import AugmentConfig, augment_batch, cutmix, test_transform
+from .losses import require_finite
 
 
 @dataclass
@@ -135,6 +136,7 @@ def train_and_test(net: nn.Module, train_x: torch.Tensor, train_y: torch.Tensor,
             # accuracy against the mixed target: lam-weighted hits on y_a and y_b
             correct += lam * (pred == ya).sum() + (1 - lam) * (pred == yb2).sum()
         sched.step()
+        require_finite(loss_sum, epoch, "training loss (epoch sum)")  # one sync per epoch, not per batch
 
         row = {"epoch": epoch, "train_loss": loss_sum.item() / n, "train_acc": correct.item() / n, "lr": lr}
         if epoch == cfg.epochs or (cfg.eval_every > 0 and epoch % cfg.eval_every == 0):

@@ -22,7 +22,7 @@ os.environ.update(DIVDISTILL_TRACKING=json.dumps(config["mlflow"]))
 
 
 def all_targets():
-    return [*expand("reports/tables/{table}.{ext}", table=TABLES, ext=["md", "tex"]), "reports/metrics.json",
+    return [*expand("reports/tables/{table}.{ext}", table=TABLES, ext=["md", "tex", "html"]), "reports/metrics.json",
             "reports/tables/diversity.md", *FIGURES, *SWEEP_FIGURES, *FIGURE1_FILES]
 
 
@@ -37,7 +37,7 @@ def distilled_sets(datasets, methods):
 DIVERSITY = [f"results/diversity/{d}/{m}/distill{ds}-seed{s}.json"
              for d, m, ds, s in distilled_sets(config["tables"]["table1"]["datasets"], config["tables"]["table1"]["methods"])]
 # Sample grids of the generative methods (first distillation seed, first seed) copied to reports/figures.
-GRIDS = {f"reports/figures/samples-{d}-{m}.png": f"results/figures/samples/{d}-{m}-distill{ds}-seed{s}.png"
+GRIDS = {f"reports/figures/samples-{d}-{m}.png": f"results/figures/samples/{d}-{m}-distill{ds}.png"
          for d, m, ds, s in distilled_sets(dd.datasets_used(config), dd.GENERATIVE_METHODS)
          if any(m in t["methods"] and d in t["datasets"] for t in config["tables"].values())
          and ds == dd.distill_seeds_for(config, m)[0] and s == config["seeds"][0]}

@@ -13,6 +13,8 @@ rule evaluate:
         "../envs/divdistill.yaml"
     log:
         "results/logs/evaluate/{dataset}/{method}/ipc{ipc}/{model}/distill{distill_seed}-seed{seed}.log",
+    benchmark:
+        "results/benchmarks/evaluate/{dataset}/{method}/ipc{ipc}/{model}/distill{distill_seed}-seed{seed}.tsv"
     resources:
         mem_mb=3000,
         runtime=60,

@@ -9,7 +9,8 @@ rule figure1:
         meta=f"results/data/{FIGURE1['dataset']}/meta.json",
         cache=f"results/latents/{FIGURE1['dataset']}.safetensors",
     output:
-        png="reports/figures/figure1.png",
+        png=report("reports/figures/figure1.png", caption="../report/figure1.rst", category="Figures",
+                   labels={"figure": "Figure 1: real vs distilled latents (PCA)"}),
         pdf="reports/figures/figure1.pdf",
         stats="reports/figures/figure1.json",
     params:

@@ -18,6 +18,8 @@ if GEN["pretrain"]:
             "../envs/divdistill.yaml"
         log:
             "results/logs/pretrain/vae.log",
+        benchmark:
+            "results/benchmarks/pretrain/vae.tsv"
         resources:
             mem_mb=4000,
             runtime=30,
@@ -41,6 +43,8 @@ if GEN["pretrain"]:
             "../envs/divdistill.yaml"
         log:
             "results/logs/pretrain/dit.log",
+        benchmark:
+            "results/benchmarks/pretrain/dit.tsv"
         resources:
             mem_mb=4000,
             runtime=60,
@@ -96,6 +100,8 @@ rule finetune:
         "../envs/divdistill.yaml"
     log:
         "results/logs/finetune/{dataset}/{method}/distill{distill_seed}.log",
+    benchmark:
+        "results/benchmarks/finetune/{dataset}/{method}/distill{distill_seed}.tsv"
     resources:
         mem_mb=16000,
         runtime=600,
@@ -107,12 +113,16 @@ rule finetune:
 
 
 rule sample:
-    """A generative method's distilled set at the largest IPC (smaller IPCs are per-class prefixes)."""
+    """A generative method's distilled sets, one per evaluation seed, at the largest IPC (smaller IPCs
+    are per-class prefixes). All seeds in one job: the models load once."""
     input:
         unpack(sample_inputs),
     output:
-        distilled="results/distilled/{dataset}/{method}/distill{distill_seed}-seed{seed}.safetensors",
-        grid="results/figures/samples/{dataset}-{method}-distill{distill_seed}-seed{seed}.png",
+        distilled=expand(
+            "results/distilled/{{dataset}}/{{method}}/distill{{distill_seed}}-seed{seed}.safetensors",
+            seed=config["seeds"],
+        ),
+        grid="results/figures/samples/{dataset}-{method}-distill{distill_seed}.png",
     wildcard_constraints:
         method=dd.generative_method_pattern(),
     params:
@@ -120,18 +130,21 @@ rule sample:
         max_ipc=max(config["ipc"]),
         vae=GEN["vae_decoder"],
         dit=generator_dir,
+        seeds=" ".join(str(s) for s in config["seeds"]),
     priority: 20  # on the critical path: start before the evaluations
     threads: config["sample"]["threads"]
     conda:
         "../envs/divdistill.yaml"
     log:
-        "results/logs/sample/{dataset}/{method}/distill{distill_seed}-seed{seed}.log",
+        "results/logs/sample/{dataset}/{method}/distill{distill_seed}.log",
+    benchmark:
+        "results/benchmarks/sample/{dataset}/{method}/distill{distill_seed}.tsv"
     resources:
         mem_mb=8000,
         runtime=120,
         gpu=1,
     shell:
         "divdistill sample --data results/data/{wildcards.dataset} --vae {params.vae} --dit {params.dit} "
-        "--method {wildcards.method} --distill-seed {wildcards.distill_seed} --seed {wildcards.seed} "
+        "--method {wildcards.method} --distill-seed {wildcards.distill_seed} --seeds {params.seeds} "
         "--max-ipc {params.max_ipc} --params {params.p} --out {output.distilled} --grid {output.grid} "
         "--threads {threads} 2> {log}"

@@ -1,13 +1,28 @@
+from divdistill.tables import TABLE_TITLES
+
+# Report labels of the sample grids (reports/figures/samples-<dataset>-<method>.png, FIGURES).
+SAMPLE_LABELS = {f"reports/figures/samples-{d}-{m}.png": {"dataset": d, "method": m}
+                 for d in dd.datasets_used(config) for m in dd.GENERATIVE_METHODS}
+
+
 rule render:
-    """Tables (Markdown + LaTeX), DVC metrics and accuracy curves from every evaluation."""
+    """Tables (Markdown, LaTeX, HTML), DVC metrics and accuracy curves from every evaluation; in
+    MLflow one parent run per table cell in the evaluate experiment, its seed runs nested below."""
     input:
         results=[c.path for c in CELLS],
         diversity=DIVERSITY,
         grids=list(GRIDS.values()),
     output:
-        tables=expand("reports/tables/{table}.{ext}", table=TABLES, ext=["md", "tex"]),
-        diversity="reports/tables/diversity.md",
-        figures=FIGURES + SWEEP_FIGURES,
+        # in the report (snakemake --report): the HTML tables, Figure 4's PNG and the sample grids
+        tables=[report(f"reports/tables/{t}.html", caption=f"../report/{t}.rst", category="Tables",
+                       labels={"table": TABLE_TITLES[t]}) if ext == "html" else f"reports/tables/{t}.{ext}"
+                for t in TABLES for ext in ("md", "tex", "html")],
+        diversity=report("reports/tables/diversity.md", caption="../report/diversity.rst", category="Tables",
+                         labels={"table": "Diversity and coverage (Table 1's datasets)"}),
+        figures=[report(f, caption="../report/samples.rst", category="Samples", labels=SAMPLE_LABELS[f]) for f in FIGURES]
+        + [report(f, caption="../report/figure4.rst", category="Figures",
+                  labels={"figure": "Figure 4: hyper-parameter sweeps"}) if f.endswith(".png") else f
+           for f in SWEEP_FIGURES],
         metrics="reports/metrics.json",
         plots=directory("reports/plots/curves"),
     params:
@@ -24,4 +39,4 @@ rule render:
     shell:
         "divdistill render --spec {params.spec} --results {input.results} --diversity {input.diversity} "
         "--grids {params.grids} --tables reports/tables "
-        "--metrics {output.metrics} --plots {output.plots} 2> {log}"
+        "--metrics {output.metrics} --plots {output.plots} --tracking \"$DIVDISTILL_TRACKING\" 2> {log}"

@@ -59,6 +59,8 @@ rule dm:
         "../envs/divdistill.yaml"
     log:
         "results/logs/dm/{dataset}/ipc{ipc}/seed{seed}.log",
+    benchmark:
+        "results/benchmarks/dm/{dataset}/ipc{ipc}/seed{seed}.tsv"
     resources:
         mem_mb=4000,
         runtime=240,
@@ -69,21 +71,24 @@ rule dm:
 
 
 rule diversity:
-    """Within-class similarity and coverage of a distilled set's latents at every IPC."""
+    """Within-class similarity and coverage of a method's distilled sets (every seed) at every IPC."""
     input:
         unpack(generator_inputs("vae")),
         meta="results/data/{dataset}/meta.json",
-        distilled="results/distilled/{dataset}/{method}/distill{distill_seed}-seed{seed}.safetensors",
+        distilled=expand(
+            "results/distilled/{{dataset}}/{{method}}/distill{{distill_seed}}-seed{seed}.safetensors",
+            seed=config["seeds"],
+        ),
         cache="results/latents/{dataset}.safetensors",
     output:
-        "results/diversity/{dataset}/{method}/distill{distill_seed}-seed{seed}.json",
+        expand("results/diversity/{{dataset}}/{{method}}/distill{{distill_seed}}-seed{seed}.json", seed=config["seeds"]),
     params:
         vae=GEN["vae"],
         ipc=" ".join(str(i) for i in config["ipc"]),
     conda:
         "../envs/divdistill.yaml"
     log:
-        "results/logs/diversity/{dataset}/{method}/distill{distill_seed}-seed{seed}.log",
+        "results/logs/diversity/{dataset}/{method}/distill{distill_seed}.log",
     resources:
         mem_mb=4000,
         runtime=10,
