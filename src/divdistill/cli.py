@@ -188,7 +188,7 @@ def cmd_pretrain_vae(args) -> None:
                                                               **p["vae"]}) as run:
         dev = resolve(args.device)
         vae = train_vae(train.images, cfg, p["seed"], _log_every(run, 25),
-                        checkpoint_path=Path(args.checkpoints) / "vae.ckpt", device=dev)
+                        checkpoint_path=Path(args.checkpoints) / "vae", device=dev)
         mse = reconstruction_mse(vae, train.images, device=dev)
         vae = vae.cpu()
         run.log_metrics({"recon_mse": mse, "scaling_factor": vae.config.scaling_factor})
@@ -223,7 +223,7 @@ def cmd_pretrain_dit(args) -> None:
         mean, std = encode_posterior(vae, train.images, device=dev)
         num_classes = len(meta["labels"])
         dit = train_dit(mean, std, labels, num_classes, DiTConfig(**p["dit"]), p["seed"], _log_every(run, 25),
-                        checkpoint_path=Path(args.checkpoints) / "dit.ckpt", device=dev)
+                        checkpoint_path=Path(args.checkpoints) / "dit", device=dev)
         with atomic_dir(args.out) as tmp:
             dit.save_pretrained(tmp)
             grid_labels = torch.tensor(meta["labels"]).repeat_interleave(8)

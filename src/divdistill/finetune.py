@@ -24,9 +24,6 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import re
-import shutil
-import tempfile
 import time
 import warnings
 from collections.abc import Callable
@@ -34,13 +31,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
 from .config import GENERATIVE_METHODS, base_method
 from .device import dit_autocast
 from .difffit import apply_difffit, count_trainable, fold_difffit, tie_class_embeddings
-from .io import load_tensors, save_tensors
+from .io import load_checkpoint, load_tensors, save_checkpoint, save_tensors
 from .latents import encode_posterior
 from .losses import diffusion_loss, memory_loss, predict_x0, require_finite
 from .memory import STRATEGIES, Memory
@@ -211,69 +207,7 @@ def untie_embedders(model) -> None:
             b.norm1.emb = copy.deepcopy(blocks[0].norm1.emb)
 
 
-# ----------------------------------------------------------------------------- checkpoints
-
-_TENSORS, _SKELETON = "tensors.safetensors", "state.pt"
-_T = "__tensor__"
-_STEP_DIR = re.compile(r"step-(\d+)")
-
-
-def _split(obj, tensors: dict, path: str):
-    """Nested state -> skeleton with {_T: key} in place of each tensor, tensors[key] = CPU copy."""
-    if isinstance(obj, torch.Tensor):
-        tensors[path] = obj.detach().to("cpu", copy=True).contiguous()
-        return {_T: path}
-    if isinstance(obj, dict):
-        return {k: _split(v, tensors, f"{path}/{k}") for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(_split(v, tensors, f"{path}/{i}") for i, v in enumerate(obj))
-    return obj
-
-
-def _join(obj, tensors: dict):
-    if isinstance(obj, dict):
-        return tensors[obj[_T]] if set(obj) == {_T} else {k: _join(v, tensors) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(_join(v, tensors) for v in obj)
-    return obj
-
-
-def _checkpoints(root: Path) -> list[tuple[int, Path]]:
-    """Complete checkpoints (step, dir), oldest first. Only whole directories are ever renamed in."""
-    found = []
-    for d in root.glob("step-*") if root.is_dir() else []:
-        if (m := _STEP_DIR.fullmatch(d.name)) and (d / _TENSORS).is_file() and (d / _SKELETON).is_file():
-            found.append((int(m.group(1)), d))
-    return sorted(found)
-
-
-def save_checkpoint(root, state: dict) -> Path:
-    """Write ``root/step-<state['step']>`` atomically (temp dir + rename), then drop older ones."""
-    root = Path(root)
-    root.mkdir(parents=True, exist_ok=True)
-    tensors: dict[str, torch.Tensor] = {}
-    skeleton = _split(state, tensors, "s")
-    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=root))
-    save_file(tensors, str(tmp / _TENSORS))
-    torch.save(skeleton, tmp / _SKELETON)
-    final = root / f"step-{state['step']:08d}"
-    if final.exists():  # the same step written again (a finished run asked to finish again)
-        shutil.rmtree(final)
-    tmp.rename(final)
-    # Older checkpoints, and leftovers of runs killed while writing or deleting, are superseded.
-    for d in [*root.glob("step-*"), *root.glob(".tmp-*")]:
-        if d != final:
-            shutil.rmtree(d, ignore_errors=True)
-    return final
-
-
-def load_checkpoint(root) -> dict | None:
-    """The newest complete checkpoint under ``root`` as a nested dict (tensors on the CPU); None if none."""
-    found = _checkpoints(Path(root))
-    if not found:
-        return None
-    d = found[-1][1]
-    return _join(torch.load(d / _SKELETON, weights_only=True), load_file(str(d / _TENSORS)))
+# Checkpoints (io.save_checkpoint / io.load_checkpoint): tensors in safetensors, the rest as JSON.
 
 
 def _derive(seed: int, name: str) -> int:

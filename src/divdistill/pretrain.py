@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from diffusers import AutoencoderKL, DiTTransformer2DModel
 from tqdm import tqdm
 
-from .io import atomic_path
+from .io import load_checkpoint, save_checkpoint
 from .latents import to_model_range
 from .finetune import tie_embedders, untie_embedders
 from .losses import diffusion_loss, require_finite
@@ -98,8 +98,8 @@ def _train(model: torch.nn.Module, loss_fn: Callable[[], tuple[torch.Tensor, dic
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     ema = copy.deepcopy(model).requires_grad_(False).eval() if ema_decay is not None else None
     fp, start = json.dumps(fingerprint, sort_keys=True), 0
-    if checkpoint_path is not None and Path(checkpoint_path).exists():
-        ck = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
+    ck = load_checkpoint(checkpoint_path) if checkpoint_path is not None else None
+    if ck is not None:
         if ck["fingerprint"] != fp:
             raise ValueError(f"checkpoint {checkpoint_path} was written by another configuration:\n"
                              f"{ck['fingerprint']}\nvs\n{fp}")
@@ -115,8 +115,7 @@ def _train(model: torch.nn.Module, loss_fn: Callable[[], tuple[torch.Tensor, dic
                  "rng": gen.get_state()}
         if ema is not None:
             state["ema"] = ema.state_dict()
-        with atomic_path(checkpoint_path) as tmp:
-            torch.save(state, tmp)
+        save_checkpoint(checkpoint_path, state)  # a directory: safetensors + JSON, atomic
 
     model.train()
     bar = tqdm(range(start, steps), desc=desc, file=sys.stderr, disable=not progress, leave=False,
