@@ -45,6 +45,8 @@ onstart:
     if problems:
         raise FileNotFoundError("missing inputs (nothing was run):\n  " + "\n  ".join(problems))
     # Create mlflow.db and every experiment once, before jobs race to do it.
-    from divdistill.tracking import init_tracking
+    from divdistill.tracking import close_stale_runs, init_tracking
 
     init_tracking(config["mlflow"])
+    if n := close_stale_runs(config["mlflow"]):  # jobs killed outright never ended their runs
+        print(f"marked {n} MLflow run(s) left RUNNING by killed jobs as KILLED")

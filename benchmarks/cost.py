@@ -155,10 +155,10 @@ def grid_jobs(cfg: dict, f: dict, n_train_pc: int, n_test_pc: int, mfu: dict) ->
                     "bf16", "dit_train")])
     sa = cfg["sample"]
     cfg_mult = 1 if sa["guidance"] == 1.0 else 2  # guided_output runs (cond | null) as one doubled batch
-    add("sample", {d: sum(len(dd.distill_seeds_for(cfg, m)) for m in set(methods[d]) if gen(m))
-                   * len(seeds) for d in datasets},
-        lambda d: [(sa["steps"] * cfg_mult * max_ipc * ncls[d] * f["dit_fwd"], "bf16", "dit_sample"),
-                   (max_ipc * ncls[d] * f["vae_dec"], "tf32", "vae")])
+    # one sampling job per (dataset, method, distill seed) draws every evaluation seed's set
+    add("sample", {d: sum(len(dd.distill_seeds_for(cfg, m)) for m in set(methods[d]) if gen(m)) for d in datasets},
+        lambda d: [(len(seeds) * sa["steps"] * cfg_mult * max_ipc * ncls[d] * f["dit_fwd"], "bf16", "dit_sample"),
+                   (len(seeds) * max_ipc * ncls[d] * f["vae_dec"], "tf32", "vae")])
     fe = cfg["baselines"]["features"]
     feat_ds = {d: int(any(m in dd.FEATURE_METHODS for m in methods[d])) for d in datasets}
     # train_feature_net: epochs over N_train, then one final "test" pass over the training images
@@ -191,10 +191,11 @@ def grid_jobs(cfg: dict, f: dict, n_train_pc: int, n_test_pc: int, mfu: dict) ->
             add(f"evaluate {model} ipc{ipc}", jobs, parts)
     # diversity: Table 1's distilled sets (not full, not DM), VAE-encoded at every IPC
     t1 = cfg["tables"]["table1"]
-    add("diversity", {d: sum(len(dd.distill_seeds_for(cfg, m)) * len(seeds) for m in t1["methods"]
+    # one job per (dataset, method, distill seed) measures every seed's set
+    add("diversity", {d: sum(len(dd.distill_seeds_for(cfg, m)) for m in t1["methods"]
                              if m != "full" and m not in dd.SYNTHESIS_METHODS) if d in t1["datasets"] else 0
                       for d in datasets},
-        lambda d: [(sum(cfg["ipc"]) * ncls[d] * f["vae_enc"], "tf32", "vae")])
+        lambda d: [(len(seeds) * sum(cfg["ipc"]) * ncls[d] * f["vae_enc"], "tf32", "vae")])
     return rows
 
 
@@ -322,7 +323,7 @@ def main():
         print("| rule | snakemake -n | this script | note |")
         print("|---|---:|---:|---|")
         notes = {"select": "this script counts only kcenter/herding (random selection uses no GPU)",
-                 "prepare": "CPU (image decoding), no GPU FLOPs", "render": "CPU", "all": "target"}
+                 "prepare": "CPU (image decoding), no GPU FLOPs", "render": "CPU", "figure1": "one PCA of cached latents (+ VAE-encoding 3 x 500 images), negligible", "all": "target"}
         for rule, n in counts.items():
             if rule == "total":
                 continue

@@ -174,3 +174,40 @@ def test_milestone_epochs_match_idc():
         idc = [2 * epochs // 3, 5 * epochs // 6]
         assert TrainConfig(epochs=epochs, resolution=32).milestone_epochs() == idc
         assert TrainConfig(epochs=epochs, resolution=32, milestones=(0.6667, 0.8333)).milestone_epochs() == idc
+
+
+def test_killed_training_resumes_to_the_uninterrupted_result(tmp_path, one_thread):
+    """Checkpoint every 2 epochs, stop after epoch 3 (as a kill would), rerun: the resumed run replays
+    the saved epochs and ends bit-identical to a run that was never stopped."""
+    from divdistill.augment import AugmentConfig
+    from divdistill.io import load_checkpoint
+    from divdistill.nets import build_net
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 256, (40, 1, 16, 16), generator=g, dtype=torch.uint8)
+    y = torch.arange(4).repeat_interleave(10)
+    cfg = TrainConfig(epochs=6, resolution=16, batch_size=8, eval_every=2,
+                      augment=AugmentConfig(color_jitter=0.2, lighting=0.0, cutmix_beta=1.0))
+
+    def run(ckpt, stop_after=None):
+        seed_everything(5)
+        net = build_net("convnet", 4, 1, 16, 8, 2)
+        seen = []
+
+        def on_epoch(epoch, m):
+            seen.append(epoch)
+            if epoch == stop_after:
+                raise KeyboardInterrupt  # stands in for the kill
+        return train_and_test(net, x, y, x, y, cfg, seed=5, progress=False, on_epoch=on_epoch,
+                              checkpoint_dir=ckpt, checkpoint_every=2), net, seen
+
+    ref, ref_net, _ = run(None)
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path / "ck", stop_after=3)
+    assert load_checkpoint(tmp_path / "ck")["step"] == 2  # the last checkpoint before the stop
+    res, net, seen = run(tmp_path / "ck")
+    assert seen == [1, 2, 3, 4, 5, 6]  # epochs 1-2 replayed from the checkpoint, 3-6 trained
+    assert res["curve"] == ref["curve"] and res["test_acc"] == ref["test_acc"]
+    assert not (tmp_path / "ck").exists()  # a finished run leaves no checkpoint behind
+    for (k, a), b in zip(ref_net.state_dict().items(), net.state_dict().values()):
+        assert torch.equal(a, b), k

@@ -113,3 +113,19 @@ def test_seed_runs_missing_from_the_database_are_skipped(cfg, capsys):
     _, parents = nest_seed_runs(cfg, [cell])
     assert list(parents) == [("d", "random", "10", "convnet")]
     assert "1 seed runs not in" in capsys.readouterr().err
+
+
+def test_runs_left_running_by_killed_jobs_are_closed_at_the_next_start(cfg):
+    """SIGKILL gives a job no chance to end its run; the next workflow start marks it KILLED."""
+    from divdistill.tracking import close_stale_runs
+
+    ids = init_tracking(cfg)
+    client = MlflowClient(cfg["tracking_uri"])
+    eid = ids[experiment_name(cfg["experiment_prefix"], "evaluate")]
+    orphan = client.create_run(eid, run_name="killed").info.run_id  # never terminated
+    done = client.create_run(eid, run_name="done").info.run_id
+    client.set_terminated(done, status="FINISHED")
+    assert close_stale_runs(cfg) == 1
+    assert client.get_run(orphan).info.status == "KILLED"
+    assert client.get_run(done).info.status == "FINISHED"
+    assert close_stale_runs(cfg) == 0

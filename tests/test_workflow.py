@@ -133,6 +133,24 @@ def test_smoke_dag_with_8_cores_tracks_every_run(project):
     assert after["test_acc"] == before["test_acc"] and after["curve"] == before["curve"]
     assert after["run_id"] != before["run_id"]
 
+    # the browsable report: one self-contained page (styles, scripts and results inlined)
+    run(["snakemake", "--report", "reports/report.html"], project)
+    page = (project / "reports" / "report.html").read_text()
+    assert not re.search(r"<(script|link)\b[^>]*\b(src|href)=[\"']?https?:|url\([\"']?https?:", page)
+    if not Path("/usr/bin/chromium").exists():
+        pytest.skip("report.html written but not opened: chromium missing (apt-get install -y chromium; CI has it)")
+    screenshot = str(project / "workflow" / "scripts" / "screenshot.sh")
+    dom = run([screenshot, "reports/report.html", "--dump-dom"], project).stdout
+    text = re.sub(r"<(script|style)\b.*?</\1>", "", dom, flags=re.S)  # what the page shows, not its data
+    for shown in ("<span>Tables</span>", "<span>Figures</span>", "<span>Samples</span>",  # the menu's categories
+                  "How to read it", "final-epoch", "Welch",  # workflow/report/workflow.rst
+                  "table1.html", "table2.html", "table3.html", "diversity.md", "figure1.png", "figure4.png",
+                  "samples-fashion-hard-ours.png"):
+        assert shown in text, shown
+    run([screenshot, "reports/report.html", "reports/report.png"], project)
+    png = (project / "reports" / "report.png").read_bytes()
+    assert png.startswith(b"\x89PNG") and len(png) > 20_000
+
 
 @needs_fashion
 @pytest.mark.slow

@@ -154,7 +154,8 @@ def cmd_evaluate(args) -> None:
         net = build_net(cell["model"], num_classes=len(meta["class_names"]), channels=meta["channels"],
                         resolution=hp["resolution"], **hp["net"])
         res = train_and_test(net, x, y, test.images, test.labels, train_cfg, seed=cell["seed"],
-                             device=resolve(args.device), on_epoch=lambda epoch, m: run.log_metrics(m, step=epoch), progress=True)
+                             device=resolve(args.device), checkpoint_dir=args.checkpoints,
+                             checkpoint_every=args.checkpoint_every, on_epoch=lambda epoch, m: run.log_metrics(m, step=epoch), progress=True)
         final = {"test_acc": res["test_acc"], "best_test_acc_over_training": res["best_test_acc"],
                  "train_loss_final": res["train_loss"], "wall_s": time.perf_counter() - t0}
         run.log_metrics(final, step=train_cfg.epochs)
@@ -188,7 +189,8 @@ def cmd_pretrain_vae(args) -> None:
                                                               **p["vae"]}) as run:
         dev = resolve(args.device)
         vae = train_vae(train.images, cfg, p["seed"], _log_every(run, 25),
-                        checkpoint_path=Path(args.checkpoints) / "vae", device=dev)
+                        checkpoint_path=Path(args.checkpoints) / "vae", device=dev,
+                        checkpoint_every=p.get("checkpoint_every", 250))
         mse = reconstruction_mse(vae, train.images, device=dev)
         vae = vae.cpu()
         run.log_metrics({"recon_mse": mse, "scaling_factor": vae.config.scaling_factor})
@@ -208,9 +210,9 @@ def cmd_pretrain_dit(args) -> None:
     from .data import load_meta, load_split
     from .io import atomic_dir
     from .latents import encode_posterior
-    from .weights import load_vae
     from .pretrain import DiTConfig, train_dit
     from .sample import sample_images, save_grid
+    from .weights import load_vae
 
     torch.set_num_threads(args.threads)
     p = _json(args.params)
@@ -223,7 +225,8 @@ def cmd_pretrain_dit(args) -> None:
         mean, std = encode_posterior(vae, train.images, device=dev)
         num_classes = len(meta["labels"])
         dit = train_dit(mean, std, labels, num_classes, DiTConfig(**p["dit"]), p["seed"], _log_every(run, 25),
-                        checkpoint_path=Path(args.checkpoints) / "dit", device=dev)
+                        checkpoint_path=Path(args.checkpoints) / "dit", device=dev,
+                        checkpoint_every=p.get("checkpoint_every", 250))
         with atomic_dir(args.out) as tmp:
             dit.save_pretrained(tmp)
             grid_labels = torch.tensor(meta["labels"]).repeat_interleave(8)
@@ -440,7 +443,9 @@ def build_parser() -> argparse.ArgumentParser:
     add("dm", cmd_dm, (["--data"], req), (["--ipc"], {"type": int, **req}), (["--seed"], {"type": int, **req}),
         (["--params"], req), (["--out"], req), threads, device, tracking)
     add("evaluate", cmd_evaluate, (["--data"], req), (["--distilled"], {}), (["--cell"], req),
-        (["--params"], req), (["--out"], req), threads, device, tracking)
+        (["--params"], req), (["--out"], req), (["--checkpoints"], {"help": "resumable checkpoint folder"}),
+        (["--checkpoint-every"], {"type": int, "default": 0, "help": "epochs between checkpoints (0: none)"}),
+        threads, device, tracking)
     add("pretrain-vae", cmd_pretrain_vae, (["--data"], req), (["--params"], req), (["--out"], req),
         (["--checkpoints"], req), threads, device, tracking)
     add("pretrain-dit", cmd_pretrain_dit, (["--data"], req), (["--vae"], req), (["--params"], req),

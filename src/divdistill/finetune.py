@@ -11,8 +11,8 @@ Per step (batch of B cached training images, true generator-space labels y):
 Reproducibility: every random draw comes from generators derived from ``seed`` (epoch permutations
 are a pure function of (seed, epoch), so a position in training is just the step count). A checkpoint
 holds trainable and EMA parameters, the optimizer, both memories and every generator state, written
-atomically as a directory ``step-XXXXXXXX`` (tensors in safetensors, the rest as a plain-Python
-skeleton read with ``torch.load(weights_only=True)``); ``finetune`` resumes from the newest one, and a
+atomically as a directory ``step-XXXXXXXX`` (``io.save_checkpoint``: tensors in safetensors, the rest
+as JSON, nothing unpickled); ``finetune`` resumes from the newest one, and a
 run killed anywhere ends bit-identical (on CPU) to an uninterrupted one.
 
     cache = latent_cache(vae, train.images, "results/.../latents.safetensors")

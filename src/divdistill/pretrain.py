@@ -8,8 +8,8 @@ the demo data, a small diffusers ``AutoencoderKL`` and then a small class-condit
 Reproducibility: every random draw (init aside) comes from one CPU generator seeded with ``seed``; the
 initialisation draws from torch's global RNG inside ``fork_rng`` seeded with ``seed``, leaving the
 caller's RNG untouched. On CPU with a fixed thread count two runs are bit-identical. With
-``checkpoint_path`` the model, EMA, optimiser, generator state and step are saved atomically every
-``checkpoint_every`` steps and at the end; a run finding the file resumes from it and ends with the
+``checkpoint_path`` (a directory, ``io.save_checkpoint``) the model, EMA, optimiser, generator state and
+step are saved atomically every ``checkpoint_every`` steps and at the end; a run finding one resumes from it and ends with the
 same weights as an uninterrupted run (a finished checkpoint makes a rerun return at once).
 
     vae = train_vae(train.images, VAEConfig(), seed=0)
@@ -25,16 +25,15 @@ import math
 import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from diffusers import AutoencoderKL, DiTTransformer2DModel
 from tqdm import tqdm
 
+from .finetune import tie_embedders, untie_embedders
 from .io import load_checkpoint, save_checkpoint
 from .latents import to_model_range
-from .finetune import tie_embedders, untie_embedders
 from .losses import diffusion_loss, require_finite
 from .sample import make_scheduler
 

@@ -292,7 +292,7 @@ def render_html(cfg: dict, table: str, agg: dict, mlflow: dict | None = None) ->
     parents = (mlflow or {}).get("parents", {})
 
     def td(c, key) -> str:
-        a, (m, is_reported) = c["a"], c["column"]
+        a, (_, is_reported) = c["a"], c["column"]
         if a is None:
             return '<td class="n">–</td>'
         text = esc(_fmt(a, key))

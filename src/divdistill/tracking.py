@@ -56,6 +56,22 @@ def init_tracking(cfg: dict) -> dict[str, str]:
     return ids
 
 
+def close_stale_runs(cfg: dict) -> int:
+    """Mark KILLED every divdistill run still RUNNING; returns how many. Called when a workflow starts
+    (Snakemake locks the project, so no job of this project is running then): a job killed with
+    SIGKILL, or whose machine died, never ended its run, and it would otherwise show RUNNING forever."""
+    client = _client(cfg["tracking_uri"])
+    ids = [e.experiment_id for stage in STAGES
+           if (e := _retry(client.get_experiment_by_name, experiment_name(cfg["experiment_prefix"], stage)))]
+    if not ids:
+        return 0
+    stale = _retry(client.search_runs, ids, filter_string="attributes.status = 'RUNNING'", max_results=10000)
+    for run in stale:
+        _retry(client.set_tag, run.info.run_id, "divdistill.closed", "found RUNNING when a later workflow started")
+        _retry(client.set_terminated, run.info.run_id, status="KILLED")
+    return len(stale)
+
+
 def git_commit() -> str:
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True, timeout=10)

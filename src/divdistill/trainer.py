@@ -18,9 +18,11 @@ two runs with the same seed and thread count are bit-identical.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import random
+import shutil
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -32,6 +34,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from .augment import AugmentConfig, augment_batch, cutmix, test_transform
+from .io import load_checkpoint, save_checkpoint
 from .losses import require_finite
 
 
@@ -94,9 +97,17 @@ def evaluate(net: nn.Module, x: torch.Tensor, y: torch.Tensor, resolution: int, 
     return correct / len(y)
 
 
+def _fingerprint(cfg: TrainConfig, seed: int, net: nn.Module, train_x, test_x) -> str:
+    """What a checkpoint must agree on to be resumed: the schedule, the seed, the network, the data."""
+    return json.dumps({"cfg": repr(cfg), "seed": seed, "net": type(net).__name__,
+                       "params": sum(p.numel() for p in net.parameters()),
+                       "train": list(train_x.shape), "test": list(test_x.shape)}, sort_keys=True)
+
+
 def train_and_test(net: nn.Module, train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor,
                    test_y: torch.Tensor, cfg: TrainConfig, seed: int, device="cpu",
-                   on_epoch: Callable[[int, dict], None] | None = None, progress: bool = True) -> dict:
+                   on_epoch: Callable[[int, dict], None] | None = None, progress: bool = True,
+                   checkpoint_dir=None, checkpoint_every: int = 0) -> dict:
     """Train ``net`` (freshly built after ``seed_everything(seed)``) on uint8 images (N, C, H, W) with
     int64 labels, test on (M, C, H', W'). Accuracies are fractions in [0, 1].
 
@@ -104,6 +115,10 @@ def train_and_test(net: nn.Module, train_x: torch.Tensor, train_y: torch.Tensor,
     evaluated epochs (model selection on the test set: report only beside the headline),
     'train_loss': final epoch's mean loss, 'curve': [{epoch, train_loss, train_acc, lr[, test_acc]}]}.
     ``on_epoch(epoch, metrics)`` is called after every epoch with that epoch's curve entry minus 'epoch'.
+    With ``checkpoint_dir`` and ``checkpoint_every`` > 0, the network, optimiser, schedule, generator
+    and curve are saved every that many epochs; a run finding a checkpoint resumes after its epoch
+    and ends with the result of an uninterrupted run (bit-identical on CPU); the checkpointed epochs
+    are passed to ``on_epoch`` again first, so a fresh MLflow run still holds the whole curve.
     """
     device = torch.device(device)
     net = net.to(device).train()
@@ -113,8 +128,23 @@ def train_and_test(net: nn.Module, train_x: torch.Tensor, train_y: torch.Tensor,
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, cfg.milestone_epochs(), cfg.gamma)
     aug, n = cfg.augment, len(train_y)
 
-    curve, best_acc, best_epoch = [], -1.0, 0
-    bar = tqdm(range(1, cfg.epochs + 1), desc="train", file=sys.stderr, disable=not progress, leave=False)
+    curve, best_acc, best_epoch, start = [], -1.0, 0, 1
+    fp = _fingerprint(cfg, seed, net, train_x, test_x)
+    ck = load_checkpoint(checkpoint_dir) if checkpoint_dir is not None and checkpoint_every > 0 else None
+    if ck is not None and ck["fingerprint"] != fp:
+        # another configuration's leftover (a killed run whose params changed since): not resumable
+        print(f"ignoring checkpoint in {checkpoint_dir}: written by another configuration", file=sys.stderr)
+        ck = None
+    if ck is not None:
+        net.load_state_dict(ck["net"])
+        opt.load_state_dict(ck["opt"])
+        sched.load_state_dict(ck["sched"])
+        g.set_state(ck["rng"].to(g.get_state().device))
+        curve, best_acc, best_epoch, start = ck["curve"], ck["best_acc"], ck["best_epoch"], ck["step"] + 1
+        for row in curve if on_epoch is not None else []:
+            on_epoch(row["epoch"], {k: v for k, v in row.items() if k != "epoch"})
+    bar = tqdm(range(start, cfg.epochs + 1), desc="train", file=sys.stderr, disable=not progress, leave=False,
+               initial=start - 1, total=cfg.epochs)
     for epoch in bar:
         lr = opt.param_groups[0]["lr"]
         loss_sum = torch.zeros((), device=device)  # summed on the device: no sync per batch
@@ -145,9 +175,16 @@ def train_and_test(net: nn.Module, train_x: torch.Tensor, train_y: torch.Tensor,
                 best_acc, best_epoch = row["test_acc"], epoch
             bar.set_postfix(loss=f"{row['train_loss']:.3f}", test=f"{row['test_acc']:.3f}")
         curve.append(row)
+        if checkpoint_dir is not None and checkpoint_every > 0 and epoch % checkpoint_every == 0 and epoch < cfg.epochs:
+            save_checkpoint(checkpoint_dir, {"step": epoch, "fingerprint": fp, "net": net.state_dict(),
+                                             "opt": opt.state_dict(), "sched": sched.state_dict(),
+                                             "rng": g.get_state(), "curve": curve, "best_acc": best_acc,
+                                             "best_epoch": best_epoch})
         if on_epoch is not None:
             on_epoch(epoch, {k: v for k, v in row.items() if k != "epoch"})
     bar.close()
+    if checkpoint_dir is not None and checkpoint_every > 0:
+        shutil.rmtree(checkpoint_dir, ignore_errors=True)  # done: the caller writes the result
 
     return {"test_acc": curve[-1]["test_acc"], "best_test_acc": best_acc, "best_epoch": best_epoch,
             "train_loss": curve[-1]["train_loss"], "curve": curve}

@@ -82,7 +82,7 @@ def generator_inputs(*roles):
 def eval_params(wildcards):
     """Every resolved hyper-parameter of one evaluation job."""
     ev = config["evaluate"]
-    hp = {k: v for k, v in ev.items() if k not in ("epochs", "epochs_full", "nets", "threads")}
+    hp = {k: v for k, v in ev.items() if k not in ("epochs", "epochs_full", "nets", "threads", "checkpoint_every")}
     hp["epochs"] = dd.epochs_for(config, wildcards.ipc)
     hp["net"] = ev["nets"][wildcards.model]
     return as_arg(hp)

@@ -8,6 +8,9 @@ rule evaluate:
         cell=eval_cell,
         hp=eval_params,
         distilled=lambda wc, input: f"--distilled {input.distilled}" if "distilled" in input.keys() else "",
+        # outside the output: Snakemake deletes a failed job's output, a checkpoint must survive
+        checkpoints="results/checkpoints/evaluate/{dataset}/{method}/ipc{ipc}/{model}/distill{distill_seed}-seed{seed}",
+        every=config["evaluate"].get("checkpoint_every", 0),
     threads: config["evaluate"]["threads"]
     conda:
         "../envs/divdistill.yaml"
@@ -22,4 +25,5 @@ rule evaluate:
     shell:
         "divdistill evaluate --data results/data/{wildcards.dataset} "
         "{params.distilled} --cell {params.cell} --params {params.hp} --threads {threads} "
+        "--checkpoints {params.checkpoints} --checkpoint-every {params.every} "
         "--out {output} 2> {log}"

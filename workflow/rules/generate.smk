@@ -10,7 +10,7 @@ if GEN["pretrain"]:
         output:
             directory(GEN["vae"]),
         params:
-            p=as_arg({k: config["pretrain"][k] for k in ("seed", "vae")}),
+            p=as_arg({k: config["pretrain"][k] for k in ("seed", "vae", "checkpoint_every") if k in config["pretrain"]}),
             data=lambda w, input: os.path.dirname(input.meta),
         priority: 50  # on the critical path: start before the evaluations
         threads: config["pretrain"]["threads"]
@@ -35,7 +35,8 @@ if GEN["pretrain"]:
         output:
             directory(GEN["dit"]),
         params:
-            p=as_arg({k: config["pretrain"][k] for k in ("seed", "dit", "grid")}),
+            p=as_arg({k: config["pretrain"][k] for k in ("seed", "dit", "grid", "checkpoint_every")
+                      if k in config["pretrain"]}),
             data=lambda w, input: os.path.dirname(input.meta),
         priority: 50  # on the critical path: start before the evaluations
         threads: config["pretrain"]["threads"]
