@@ -15,7 +15,7 @@ rule render:
     output:
         # in the report (snakemake --report): the HTML tables, Figure 4's PNG and the sample grids
         tables=[report(f"reports/tables/{t}.html", caption=f"../report/{t}.rst", category="Tables",
-                       labels={"table": TABLE_TITLES[t]}) if ext == "html" else f"reports/tables/{t}.{ext}"
+                       labels={"table": TABLE_TITLES[t].split(" (")[0]}) if ext == "html" else f"reports/tables/{t}.{ext}"
                 for t in TABLES for ext in ("md", "tex", "html")],
         diversity=report("reports/tables/diversity.md", caption="../report/diversity.rst", category="Tables",
                          labels={"table": "Diversity and coverage (Table 1's datasets)"}),
