@@ -46,8 +46,8 @@ def faults_config() -> dict:
     cfg["tables"] = {"table1": {"datasets": ["fashion-hard"], "methods": ["ours"], "models": ["convnet"]}}
     cfg["pretrain"].update(checkpoint_every=20)
     cfg["pretrain"]["dit"].update(steps=400)
-    cfg["finetune"].update(max_steps=150, checkpoint_every=10)
-    cfg["sample"].update(steps=60)
+    cfg["finetune"].update(epochs=20, max_steps=600, checkpoint_every=20)
+    cfg["sample"].update(steps=400)
     cfg["evaluate"].update(checkpoint_every=5, eval_every=5, epochs=[{"max_ipc": 2, "epochs": 200}])
     return cfg
 
@@ -125,11 +125,12 @@ def test_sigkill_then_rerun_equals_an_uninterrupted_run(kind, reference, tmp_pat
     pid = wait_for(lambda: job_pid(project, word))
     if checkpoint:  # past a first checkpoint, so the rerun has something to resume
         wait_for(lambda: any((project / checkpoint).glob("step-*")) or None)
-        time.sleep(rng.uniform(0.0, 1.0))
-    else:  # anywhere in the job's life, start-up included (its length from the reference run)
-        bench = next((reference / "results" / "benchmarks" / kind).rglob("*.tsv"))
-        seconds = float(bench.read_text().splitlines()[1].split("\t")[0])
-        time.sleep(rng.uniform(0.1, 0.8) * seconds)
+        time.sleep(rng.uniform(0.0, 0.5))
+    else:  # mid-work: once its MLflow run exists, before its output does
+        client = MlflowClient(f"sqlite:///{project}/mlflow.db")
+        exp_id = client.get_experiment_by_name(f"divdistill-{kind}").experiment_id
+        wait_for(lambda: client.search_runs([exp_id], "attributes.status = 'RUNNING'") or None, every=0.2)
+        time.sleep(rng.uniform(0.0, 0.5))
     if proc.poll() is not None or not Path(f"/proc/{pid}").exists():
         pytest.fail(f"{kind}: the job finished before the kill; make it longer in faults_config()")
     os.kill(pid, signal.SIGKILL)

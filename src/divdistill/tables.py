@@ -414,7 +414,8 @@ def render_diversity(cfg: dict, diversity: list[dict]) -> str:
                 for m in methods:
                     xs = np.array([scale * v[key] for v in groups.get((d, m, str(ipc)), [])])
                     ddof = 1 if len(xs) > 1 else 0
-                    vals.append("–" if len(xs) == 0 else f"{xs.mean():.3g} ± {xs.std(ddof=ddof):.2g}")
+                    digits = 3 if key == "similarity" else 1  # fixed decimals: a zero spread prints as 0
+                    vals.append("–" if len(xs) == 0 else f"{xs.mean():.{digits}f} ± {xs.std(ddof=ddof):.{digits}f}")
                 out.append(f"| {d} | {ipc} | " + " | ".join(vals) + " |")
         out.append("")
     return "\n".join(out)
