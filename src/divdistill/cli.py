@@ -60,7 +60,7 @@ def cmd_features(args) -> None:
     dev = resolve(args.device)
     p = _json(args.params)
     train = load_split(args.data, "train")
-    aug = AugmentConfig(**{**p["augment"], "crop_scale": tuple(p["augment"]["crop_scale"])})
+    aug = AugmentConfig(**p["augment"])
     params = {"dataset": Path(args.data).name, **p}
     with start_run(_json(args.tracking), "features", params["dataset"], params) as run:
         net = train_feature_net(train, net=p["model"], width=p["width"], depth=p["depth"], epochs=p["epochs"],
@@ -107,7 +107,7 @@ def cmd_dm(args) -> None:
     torch.set_num_threads(args.threads)
     p = _json(args.params)
     train = load_split(args.data, "train")
-    aug = AugmentConfig(**{**p["augment"], "crop_scale": tuple(p["augment"]["crop_scale"])})
+    aug = AugmentConfig(**p["augment"])
     cfg = DMConfig(ipc=args.ipc, iterations=p["iterations"], lr_img=p["lr_img"], momentum=p["momentum"],
                    batch_real=p["batch_real"], net=p["model"], width=p["width"], depth=p["depth"],
                    dsa=DSAConfig(), augment=aug)
@@ -142,7 +142,7 @@ def cmd_evaluate(args) -> None:
     else:
         tensors, _ = load_tensors(args.distilled)
         x, y = take_ipc(tensors["images"], tensors["labels"], int(cell["ipc"]), source=args.distilled)
-    aug = AugmentConfig(**{**hp["augment"], "crop_scale": tuple(hp["augment"]["crop_scale"])})
+    aug = AugmentConfig(**hp["augment"])
     train_cfg = TrainConfig(**{k: v for k, v in hp.items() if k not in ("augment", "net")},
                             augment=aug)
     name = "/".join(str(cell[k]) for k in ("dataset", "method", "ipc", "model")) + \

@@ -83,7 +83,7 @@ def _label(column) -> str:
     return METHOD_LABELS[m] + (f" (reported){REPORTED_MARK}" if is_reported else "")
 
 
-def _reported_value(d, m, ipc, model, key: str):
+def _reported_value(d, m, ipc, model):
     """A published figure in the shape of an aggregate (best-over-training rows show it too: the
     sources report that figure)."""
     r = reported(d, m, model, ipc)
@@ -99,10 +99,9 @@ def _footnotes(cfg: dict, table: str) -> list[str]:
     for m, is_reported in columns:
         if not is_reported:
             continue
-        found = {_reported_value(d, m, ipc, model, "mean")["source"]
-                 for d, ipc, model in rows if _reported_value(d, m, ipc, model, "mean")}
-        missing = sorted({f"{d} / {MODEL_LABELS[model]}" for d, ipc, model in rows
-                          if _reported_value(d, m, ipc, model, "mean") is None})
+        values = {(d, ipc, model): _reported_value(d, m, ipc, model) for d, ipc, model in rows}
+        found = {v["source"] for v in values.values() if v}
+        missing = sorted({f"{d} / {MODEL_LABELS[model]}" for (d, _, model), v in values.items() if v is None})
         text = f"{REPORTED_MARK} {METHOD_LABELS[m]} (reported): published numbers, not re-run here"
         if m in METHOD_CITATIONS:
             text += f" (method: {METHOD_CITATIONS[m]})"
@@ -122,7 +121,7 @@ def _runs_per_cell(cfg: dict) -> str:
 def _cell(agg, d, column, ipc, model):
     m, is_reported = column if isinstance(column, tuple) else (column, False)
     if is_reported:
-        return _reported_value(d, m, ipc, model, "mean")
+        return _reported_value(d, m, ipc, model)
     # Full does not depend on IPC: the same measurement is shown on every row.
     return agg.get(_key(d, m, ipc, model))
 
