@@ -228,7 +228,7 @@ def roundtrip(state: dict) -> dict:
     buf = io.BytesIO()
     torch.save(state, buf)
     buf.seek(0)
-    return torch.load(buf)
+    return torch.load(buf, weights_only=True)
 
 
 @pytest.mark.parametrize("strategy", STRATEGIES)

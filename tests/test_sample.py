@@ -145,3 +145,15 @@ def test_sample_images_and_files(dit, tmp_path):
     paths = save_pngs(imgs, torch.tensor([1, 2, 2]), {1: "n01", 2: "n02"}, tmp_path / "out")
     assert [p.relative_to(tmp_path / "out").as_posix() for p in paths] == ["n01/0.png", "n02/0.png", "n02/1.png"]
     assert torch.equal(torch.from_numpy(__import__("numpy").array(Image.open(paths[2]))), imgs[2, 0])
+
+
+def test_bf16_precision_is_repeatable_close_to_fp32_and_checked(dit):
+    fp32 = run(dit, [0, 3, 3, 7], [0, 0, 1, 0], precision="fp32")
+    assert torch.equal(fp32, run(dit, [0, 3, 3, 7], [0, 0, 1, 0]))  # fp32 is the CPU's default
+    bf16 = run(dit, [0, 3, 3, 7], [0, 0, 1, 0], precision="bf16")
+    assert bf16.dtype == torch.float32 and torch.equal(bf16, run(dit, [0, 3, 3, 7], [0, 0, 1, 0], precision="bf16"))
+    # bf16 keeps 8 bits of mantissa in the forward: the trajectory moves, by far less than the latents' scale
+    err = (bf16 - fp32).abs().max() / fp32.abs().max()
+    assert 0 < err < 0.1, err
+    with pytest.raises(ValueError, match="precision"):
+        run(dit, [0], [0], precision="fp16")

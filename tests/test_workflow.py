@@ -1,5 +1,6 @@
 """The Snakemake DAG, MLflow and DVC for real, on the smoke configuration in a temporary copy."""
 
+import csv
 import json
 import re
 import shutil
@@ -13,7 +14,7 @@ from mlflow.tracking import MlflowClient
 
 from divdistill import config as dd
 
-from .conftest import ROOT, needs_fashion, project_env
+from .conftest import ROOT, copy_project, needs_fashion, project_env
 
 
 def run(cmd, cwd, check=True, timeout=900):
@@ -40,6 +41,7 @@ def test_dry_run_has_one_evaluation_job_per_grid_cell(project, name):
     jobs = planned_jobs(run(["snakemake", "-n", "all"], project).stdout)
     assert jobs["evaluate"] == len(dd.cells(cfg))
     expected = sum(len(t["methods"]) * len(t["models"]) for t in cfg["tables"].values())
+    expected += sum(1 for *_, m in dd.sweep_points(cfg) if m != cfg["sweeps"]["method"])  # Figure 4's variants
     assert expected > 0 and len(dd.cells(cfg)) <= expected * len(cfg["ipc"]) * len(cfg["seeds"])
 
 
@@ -73,11 +75,20 @@ def test_bad_params_fail_fast_naming_the_key(project, case):
     assert not (project / "results").exists() and not (project / "mlflow.db").exists()
 
 
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    """The smoke DAG run once with 8 jobs at a time (on 2 cores: every stage's runs overlap); the
+    tests below share it, in file order."""
+    project = copy_project(tmp_path_factory.mktemp("smoke"))
+    cfg = use_config(project, "smoke")
+    p = run(["snakemake", "--cores", "8", "all"], project)
+    return project, cfg, p.stdout + p.stderr
+
+
 @needs_fashion
 @pytest.mark.slow
-def test_smoke_dag_with_8_cores_tracks_every_run(project):
-    cfg = use_config(project, "smoke")
-    run(["snakemake", "--cores", "8", "all"], project)
+def test_smoke_dag_with_8_cores_tracks_every_run(smoke):
+    project, cfg, _ = smoke
     cells = dd.cells(cfg)
     for table in cfg["tables"]:
         md = (project / "reports" / "tables" / f"{table}.md").read_text()
@@ -87,6 +98,16 @@ def test_smoke_dag_with_8_cores_tracks_every_run(project):
     for name in ("figure4.png", "figure4.pdf", "figure1.png", "figure1.pdf"):
         assert (project / "reports" / "figures" / name).stat().st_size > 1000
     assert any(c.method == "ours-lambda_gen-0.002" for c in cells)
+    # DVC's sweep plots hold Figure 4's points: the seed mean of each variant's final-epoch accuracy
+    with open(project / "reports" / "plots" / "sweeps" / f"lambda_gen-ipc{cfg['ipc'][0]}.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [float(r["value"]) for r in rows] == cfg["sweeps"]["lambda_gen"]
+    for r in rows:
+        method = "ours" if float(r["value"]) == cfg["finetune"]["lambda_gen"] else f"ours-lambda_gen-{r['value']}"
+        accs = [json.loads((project / c.path).read_text())["test_acc"] for c in cells
+                if c.method == method and c.ipc == str(cfg["ipc"][0]) and c.dataset == cfg["sweeps"]["dataset"]]
+        assert len(accs) == int(r["seeds"]) == len(cfg["seeds"])
+        assert abs(float(r["test_acc"]) - 100 * sum(accs) / len(accs)) < 1e-3
     metrics = json.loads((project / "reports" / "metrics.json").read_text())
     assert set(metrics) == set(cfg["tables"])
 
@@ -178,3 +199,70 @@ def test_dvc_repro_and_experiment_rerun_only_evaluations(project):
 
     shown = run(["dvc", "metrics", "show"], project).stdout
     assert "table1" in shown and "random" in shown
+    # the experiment against the committed tables: only Full's cells moved
+    diff = run(["dvc", "metrics", "diff", "--json"], project).stdout
+    moved = {k.split(".")[2] for k in json.loads(diff)["reports/metrics.json"]}
+    assert moved == {"full"}, diff
+
+
+@needs_fashion
+@pytest.mark.slow
+def test_three_runs_against_one_database_no_lock_no_duplicate_no_running(smoke):
+    """The smoke DAG three times in a row against one mlflow.db, 8 jobs at a time: the first run (the
+    fixture), then every evaluation forced again twice, the third time beside a fine-tuning variant
+    whose loss overflows (lambda_gen 1e39). Each job's run is there exactly once per execution, in its
+    stage's experiment; the failed job's run is FAILED; nothing is left RUNNING; no job hit a locked
+    database; the table cells' parent runs are not duplicated."""
+    project, cfg, first_log = smoke
+    cells = dd.cells(cfg)
+    client = MlflowClient(f"sqlite:///{project}/mlflow.db")
+    prefix = cfg["mlflow"]["experiment_prefix"]
+    exps = {e.name: e.experiment_id for e in client.search_experiments()}
+
+    def runs(stage):
+        return client.search_runs([exps[f"{prefix}-{stage}"]], max_results=5000)
+
+    def cell_key(r):
+        return tuple(r.data.params.get(k) for k in ("dataset", "method", "ipc", "model", "distill_seed", "seed"))
+
+    def seed_runs():
+        return [r for r in runs("evaluate") if r.data.tags.get("divdistill.parent") != "1"]
+
+    before = {c: 0 for c in cells}
+    for r in seed_runs():
+        before[dd.Cell(*cell_key(r)[:4], int(cell_key(r)[4]), int(cell_key(r)[5]))] += 1
+    assert all(n >= 1 for n in before.values())
+    finetunes_before = len(runs("finetune"))
+
+    logs = [first_log]
+    second = run(["snakemake", "--cores", "8", "--forcerun", "evaluate", "all"], project)
+    logs.append(second.stdout + second.stderr)
+    bad = dd.load(project / "params.yaml")
+    bad["sweeps"]["lambda_gen"] = [*bad["sweeps"]["lambda_gen"], 1e39]  # float32 overflow: inf loss
+    (project / "params.yaml").write_text(yaml.safe_dump(bad))
+    third = run(["snakemake", "--cores", "8", "--keep-going", "--forcerun", "evaluate", "all"], project, check=False)
+    logs.append(third.stdout + third.stderr)
+    assert third.returncode != 0 and "finetune" in third.stderr  # the variant's fine-tuning failed ...
+    assert cells[0].path.startswith("results/eval/")  # ... and every other job went on (--keep-going)
+
+    logs += [p.read_text(errors="replace") for p in (project / "results" / "logs").rglob("*.log")]
+    assert not any("database is locked" in text for text in logs)
+    # every evaluation ran twice more, each execution logged once: two new runs per cell, no more
+    after = {c: 0 for c in cells}
+    for r in seed_runs():
+        key = cell_key(r)
+        assert "1e+39" not in key[1]  # the failed variant's evaluations never started
+        after[dd.Cell(*key[:4], int(key[4]), int(key[5]))] += 1
+    assert {c: after[c] - before[c] for c in cells} == {c: 2 for c in cells}
+    # one failed fine-tuning run, ended FAILED; no run of any stage left RUNNING
+    finetunes = runs("finetune")
+    assert len(finetunes) == finetunes_before + 1
+    failed = [r for r in finetunes if r.info.status == "FAILED"]
+    assert len(failed) == 1 and failed[0].data.params["method"] == "ours-lambda_gen-1e+39"
+    for name, exp_id in exps.items():
+        statuses = {r.info.status for r in client.search_runs([exp_id], max_results=5000)}
+        assert statuses <= {"FINISHED", "FAILED"}, (name, statuses)
+        assert "FAILED" not in statuses or name == f"{prefix}-finetune", name
+    # the render of the second run re-used the table cells' parent runs: one per cell, still
+    parents = [r for r in runs("evaluate") if r.data.tags.get("divdistill.parent") == "1"]
+    assert len(parents) == len({(c.dataset, c.method, c.ipc, c.model) for c in cells})

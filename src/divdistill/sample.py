@@ -106,20 +106,22 @@ def ancestral_step(x: torch.Tensor, eps: torch.Tensor, v: torch.Tensor, k: dict,
 
 
 def guided_output(dit, x: torch.Tensor, t: int, labels: torch.Tensor, guidance: float,
-                  guidance_channels: int | None, null_label: int) -> tuple[torch.Tensor, torch.Tensor]:
+                  guidance_channels: int | None, null_label: int,
+                  precision: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """(eps, v), each (B, c, h, w) in float32: eps guided on its first guidance_channels channels (all if
     None), the rest of eps and the variance v from the conditional output. guidance == 1 runs only the
-    conditional pass (it is the conditional model exactly, at half the cost)."""
+    conditional pass (it is the conditional model exactly, at half the cost). ``precision``: the DiT
+    forward's, see :func:`divdistill.device.dit_autocast` (the outputs are returned in fp32 either way)."""
     c = x.shape[1]
     dtype = next(dit.parameters()).dtype
     if guidance == 1.0:
         tt = torch.full((len(x),), t, dtype=torch.long, device=x.device)
-        with dit_autocast(x.device):
+        with dit_autocast(x.device, precision):
             out = dit(x.to(dtype), timestep=tt, class_labels=labels).sample.float()  # (B, 2c, h, w)
         return out[:, :c], out[:, c:]
     tt = torch.full((2 * len(x),), t, dtype=torch.long, device=x.device)
     y2 = torch.cat([labels, torch.full_like(labels, null_label)])
-    with dit_autocast(x.device):
+    with dit_autocast(x.device, precision):
         out = dit(torch.cat([x, x]).to(dtype), timestep=tt, class_labels=y2).sample.float()  # (2B, 2c, h, w)
     cond, uncond = out.chunk(2)
     g = c if guidance_channels is None else guidance_channels
@@ -131,11 +133,14 @@ def guided_output(dit, x: torch.Tensor, t: int, labels: torch.Tensor, guidance: 
 @torch.no_grad()
 def sample_latents(dit, labels: torch.Tensor, *, steps: int = 50, guidance: float = 4.0,
                    guidance_channels: int | None = None, null_label: int, seed: int, index: torch.Tensor,
-                   batch_size: int = 64, device="cpu", progress: bool = True) -> torch.Tensor:
+                   batch_size: int = 64, device="cpu", precision: str | None = None,
+                   progress: bool = True) -> torch.Tensor:
     """Scaled latents (N, c, h, w) on the CPU for generator labels (N,) and per-class image indices (N,).
 
     ``dit`` must already be on ``device``; it is run in eval mode (no label dropout) and its mode restored.
     ``guidance_channels=3`` is DiT's original (guide eps channels 0..2 only); None guides all channels.
+    ``precision`` "bf16" runs the DiT forward under bf16 autocast (also on the CPU), "fp32" without,
+    None as :func:`divdistill.device.dit_autocast` decides per device; the update stays fp32.
     """
     labels, index = labels.long().cpu(), index.long().cpu()
     if labels.shape != index.shape or labels.ndim != 1:
@@ -154,7 +159,7 @@ def sample_latents(dit, labels: torch.Tensor, *, steps: int = 50, guidance: floa
         y = y.to(device)
         x = noise[:, 0]  # (B, c, s, s)
         for i, k in enumerate(table):
-            eps, v = guided_output(dit, x, k["t"], y, guidance, guidance_channels, null_label)
+            eps, v = guided_output(dit, x, k["t"], y, guidance, guidance_channels, null_label, precision)
             x = ancestral_step(x, eps, v, k, noise[:, i + 1] if i + 1 < steps else None)
         out.append(x.cpu())
     dit.train(was_training)

@@ -389,6 +389,18 @@ def write_curves(results: list[dict], out_dir) -> None:
                             round(100 * float(np.mean([r["test_acc"] for r in rs])), 3)])
 
 
+def write_sweeps(series: dict, out_dir) -> None:
+    """Figure 4's points for DVC: one CSV per (hyper-parameter, IPC), rows value, test_acc, std, seeds."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for key, by_ipc in series.items():
+        for ipc, points in by_ipc.items():
+            with atomic_path(out_dir / f"{key}-ipc{ipc}.csv") as tmp, open(tmp, "w", newline="") as f:
+                w = csv.writer(f)
+                w.writerow(["value", "test_acc", "test_acc_std", "seeds"])
+                w.writerows([value, round(mean, 3), round(std, 3), n] for value, mean, std, n in points)
+
+
 def render_diversity(cfg: dict, diversity: list[dict]) -> str:
     """Beside Table 1: within-class latent similarity and coverage of each method's distilled sets."""
     groups = defaultdict(list)
@@ -422,7 +434,7 @@ def render_diversity(cfg: dict, diversity: list[dict]) -> str:
 
 def render_all(cfg: dict, result_paths: list[str], out_tables, out_metrics, out_plots,
                diversity_paths: list[str] = (), grids: dict | None = None, out_figures="reports/figures",
-               tracking: dict | None = None) -> dict:
+               tracking: dict | None = None, out_sweeps="reports/plots/sweeps") -> dict:
     """Every report file; with ``tracking`` (params.yaml's mlflow section) first one MLflow parent run
     per table cell with its seed runs nested below, which the HTML tables then link to."""
     results = [read_json(p) for p in result_paths]
@@ -445,7 +457,8 @@ def render_all(cfg: dict, result_paths: list[str], out_tables, out_metrics, out_
     if cfg.get("sweeps"):
         from .figures import figure4
 
-        figure4(cfg, agg, Path(out_figures) / "figure4.png", Path(out_figures) / "figure4.pdf")
+        write_sweeps(figure4(cfg, agg, Path(out_figures) / "figure4.png", Path(out_figures) / "figure4.pdf"),
+                     out_sweeps)
     tree = metrics_tree(cfg, agg)
     write_json(out_metrics, tree)
     return tree

@@ -25,6 +25,7 @@ rule render:
            for f in SWEEP_FIGURES],
         metrics="reports/metrics.json",
         plots=directory("reports/plots/curves"),
+        sweeps=SWEEP_PLOTS,
     params:
         spec=as_arg({k: config[k] for k in ("tables", "ipc", "seeds", "distill_seeds", "sweeps", "finetune")
                      if k in config}),
@@ -39,4 +40,5 @@ rule render:
     shell:
         "divdistill render --spec {params.spec} --results {input.results} --diversity {input.diversity} "
         "--grids {params.grids} --tables reports/tables "
-        "--metrics {output.metrics} --plots {output.plots} --tracking \"$DIVDISTILL_TRACKING\" 2> {log}"
+        "--metrics {output.metrics} --plots {output.plots} --sweep-plots reports/plots/sweeps "
+        "--tracking \"$DIVDISTILL_TRACKING\" 2> {log}"
