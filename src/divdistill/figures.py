@@ -61,10 +61,12 @@ def figure4(cfg: dict, agg: dict, out_png, out_pdf) -> dict:
         ax.set_ylabel("test accuracy (%)", fontsize=11)
         ax.tick_params(labelsize=10)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=9)
     fig.suptitle(f"{sw['method']} on {sw['dataset']} ({sw['model']}): final-epoch accuracy, "
                  f"mean ± std over {len(cfg['seeds'])} seeds; dashed: default", fontsize=11)
-    fig.tight_layout()
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    if handles:  # one legend for every panel, below them: inside a panel it hid points
+        fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=10, frameon=False)
+    fig.tight_layout(rect=(0, 0.08 if handles else 0, 1, 1))
     for path, fmt in ((out_png, "png"), (out_pdf, "pdf")):
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(path) as tmp:
