@@ -86,8 +86,11 @@ def _answers(host: str, port: int) -> bool:
 @pytest.mark.slow
 def test_make_ui_listens_on_loopback_only(tmp_path):
     port = _free_port()
-    cmd = subprocess.run(["make", "-n", "ui", f"UI_PORT={port}"], cwd=ROOT, capture_output=True, text=True,
-                         check=True).stdout.strip().splitlines()[-1]
+    # outside make's own variables: under `make test` a nested make would add "Entering directory" lines
+    env = {k: v for k, v in project_env().items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
+    out = subprocess.run(["make", "--no-print-directory", "-n", "ui", f"UI_PORT={port}"], cwd=ROOT, env=env,
+                         capture_output=True, text=True, check=True).stdout
+    cmd = next(line for line in out.splitlines() if "mlflow ui" in line)
     assert "--host 127.0.0.1" in cmd and "0.0.0.0" not in cmd
     # start exactly that command (its relative .venv/bin path resolved) in an empty folder
     argv = cmd.split()
