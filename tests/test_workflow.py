@@ -203,6 +203,11 @@ def test_dvc_repro_and_experiment_rerun_only_evaluations(project):
     diff = run(["dvc", "metrics", "diff", "--json"], project).stdout
     moved = {k.split(".")[2] for k in json.loads(diff)["reports/metrics.json"]}
     assert moved == {"full"}, diff
+    # the curves and Figure 4's sweep points as DVC plots, every file readable (.dvcignore skips
+    # Snakemake's timestamp files in the directory outputs)
+    plots = json.loads(run(["dvc", "plots", "show", "--json"], project).stdout)
+    assert not plots.get("errors"), plots["errors"]
+    assert {k.split("/")[2] for k in plots["data"]} == {"curves", "sweeps"}
 
 
 @needs_fashion
