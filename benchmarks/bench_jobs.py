@@ -20,22 +20,25 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 import torch
 
 from divdistill.augment import AugmentConfig
+from divdistill.config import epochs_for, load
 from divdistill.nets import build_net
 from divdistill.pretrain import DiTConfig, build_dit
 from divdistill.sample import sample_latents
 from divdistill.trainer import TrainConfig, evaluate, seed_everything, train_and_test
 
-EPOCHS = ((10, 60), (20, 50), (50, 30))  # params.yaml evaluate.epochs: (max_ipc, epochs), first match
+DEMO = load(Path(__file__).resolve().parents[1] / "params.yaml")  # the schedule projected to
 CLASSES = 5  # the demo's datasets (fashion-hard, fashion-easy) hold 5 Fashion-MNIST classes each
-EVAL_EVERY, TEST_IMAGES, SAMPLE_STEPS = 50, 300 * CLASSES, 50  # params.yaml: eval_every, test_per_class, sample.steps
+EVAL_EVERY, SAMPLE_STEPS = DEMO["evaluate"]["eval_every"], DEMO["sample"]["steps"]
+TEST_IMAGES = DEMO["data"]["test_per_class"] * CLASSES
 
 
 def demo_epochs(ipc: int) -> int:
-    return next((e for m, e in EPOCHS if ipc <= m), EPOCHS[-1][1])  # beyond IPC 50: the last entry
+    return epochs_for(DEMO, str(ipc))  # params.yaml evaluate.epochs: the first entry covering the IPC
 
 
 def time_evaluate(ipc: int, px: int, epochs: int) -> dict:

@@ -1,6 +1,8 @@
 """Nothing is unpickled from disk, and the MLflow UI is offered to this machine only."""
 
 import ast
+import os
+import signal
 import socket
 import subprocess
 import sys
@@ -107,8 +109,5 @@ def test_make_ui_listens_on_loopback_only(tmp_path):
         if other is not None:
             assert not _answers(other, port), f"the UI answers on {other}"
     finally:
-        import os
-        import signal
-
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(30)

@@ -227,15 +227,16 @@ def test_three_runs_against_one_database_no_lock_no_duplicate_no_running(smoke):
     def runs(stage):
         return client.search_runs([exps[f"{prefix}-{stage}"]], max_results=5000)
 
-    def cell_key(r):
-        return tuple(r.data.params.get(k) for k in ("dataset", "method", "ipc", "model", "distill_seed", "seed"))
+    def cell_of(r):
+        p = r.data.params
+        return dd.Cell(p["dataset"], p["method"], p["ipc"], p["model"], int(p["distill_seed"]), int(p["seed"]))
 
     def seed_runs():
         return [r for r in runs("evaluate") if r.data.tags.get("divdistill.parent") != "1"]
 
     before = {c: 0 for c in cells}
     for r in seed_runs():
-        before[dd.Cell(*cell_key(r)[:4], int(cell_key(r)[4]), int(cell_key(r)[5]))] += 1
+        before[cell_of(r)] += 1
     assert all(n >= 1 for n in before.values())
     finetunes_before = len(runs("finetune"))
 
@@ -255,9 +256,9 @@ def test_three_runs_against_one_database_no_lock_no_duplicate_no_running(smoke):
     # every evaluation ran twice more, each execution logged once: two new runs per cell, no more
     after = {c: 0 for c in cells}
     for r in seed_runs():
-        key = cell_key(r)
-        assert "1e+39" not in key[1]  # the failed variant's evaluations never started
-        after[dd.Cell(*key[:4], int(key[4]), int(key[5]))] += 1
+        cell = cell_of(r)
+        assert "1e+39" not in cell.method  # the failed variant's evaluations never started
+        after[cell] += 1
     assert {c: after[c] - before[c] for c in cells} == {c: 2 for c in cells}
     # one failed fine-tuning run, ended FAILED; no run of any stage left RUNNING
     finetunes = runs("finetune")

@@ -57,7 +57,8 @@ def figure1_inputs(wildcards):
 
 # Figure 4 (hyper-parameter sweeps), when params.yaml has a sweeps section.
 SWEEP_FIGURES = ["reports/figures/figure4.png", "reports/figures/figure4.pdf"] if config.get("sweeps") else []
-SWEEP_PLOTS = [directory("reports/plots/sweeps")] if config.get("sweeps") else []  # Figure 4's points, for DVC
+SWEEP_PLOTS_DIR = "reports/plots/sweeps"  # Figure 4's points, for DVC
+SWEEP_PLOTS = [directory(SWEEP_PLOTS_DIR)] if config.get("sweeps") else []
 
 
 def as_arg(obj):

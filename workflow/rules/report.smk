@@ -40,5 +40,5 @@ rule render:
     shell:
         "divdistill render --spec {params.spec} --results {input.results} --diversity {input.diversity} "
         "--grids {params.grids} --tables reports/tables "
-        "--metrics {output.metrics} --plots {output.plots} --sweep-plots reports/plots/sweeps "
+        f"--metrics {{output.metrics}} --plots {{output.plots}} --sweep-plots {SWEEP_PLOTS_DIR} "
         "--tracking \"$DIVDISTILL_TRACKING\" 2> {log}"
