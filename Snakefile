@@ -44,9 +44,16 @@ onstart:
     problems = dd.missing_inputs(config)
     if problems:
         raise FileNotFoundError("missing inputs (nothing was run):\n  " + "\n  ".join(problems))
-    # Create mlflow.db and every experiment once, before jobs race to do it.
-    from divdistill.tracking import close_stale_runs, init_tracking
+    # Check mlflow.db (never a new history over an old one), create it and every experiment once,
+    # before jobs race to do it.
+    from divdistill.tracking import TrackingError, close_stale_runs, init_tracking
 
-    init_tracking(config["mlflow"])
-    if n := close_stale_runs(config["mlflow"]):  # jobs killed outright never ended their runs
-        print(f"marked {n} MLflow run(s) left RUNNING by killed jobs as KILLED")
+    try:
+        init_tracking(config["mlflow"])
+    except TrackingError as e:
+        raise SystemExit(f"error: {e}") from None
+    closed, left = close_stale_runs(config["mlflow"])  # jobs killed outright never ended their runs
+    if closed:
+        print(f"marked {closed} MLflow run(s) left RUNNING by killed jobs as KILLED")
+    if left:
+        print(f"{left} MLflow run(s) RUNNING on other hosts left as they are")

@@ -31,6 +31,13 @@ def copy_project(dest: Path) -> Path:
     return dest
 
 
+def keyed(root) -> Path:
+    """The one configuration folder under a checkpoint root (io.Checkpoints keys them by configuration)."""
+    folders = [d for d in Path(root).iterdir() if d.is_dir()]
+    assert len(folders) == 1, folders
+    return folders[0]
+
+
 @pytest.fixture(scope="module")
 def one_thread():
     """Tiny models: a second thread only adds OpenMP overhead, and on a shared machine a lot of it."""

@@ -1,6 +1,7 @@
 """params.yaml relations and the up-front input check (what onstart runs before any job)."""
 
 import copy
+import re
 
 import pytest
 
@@ -80,3 +81,52 @@ def test_paper_sweeps_reuse_the_default_point_and_add_the_rest():
     extra = [c for c in dd.cells(PAPER) if c.method in variants]
     assert len(extra) == len(variants) * len(PAPER["ipc"]) * len(PAPER["seeds"])
     assert {c.model for c in extra} == {sw["model"]} and {c.dataset for c in extra} == {sw["dataset"]}
+
+
+def _float_keys(node, path=()):
+    """Key paths of every float leaf of a config (lists included)."""
+    if isinstance(node, dict):
+        return [p for k, v in node.items() for p in _float_keys(v, path + (k,))]
+    if isinstance(node, list):
+        return [p for i, v in enumerate(node) for p in _float_keys(v, path + (i,))]
+    return [path] if isinstance(node, float) else []
+
+
+def _name(path) -> str:
+    out = ""
+    for k in path:
+        out += f"[{k}]" if isinstance(k, int) else (f".{k}" if out else str(k))
+    return out
+
+
+def test_every_float_parameter_must_be_finite():
+    """JSON schema's bounds let nan through (every comparison with nan is false): the check beside the
+    schema refuses nan and inf for every float of every section, naming the key."""
+    keys = _float_keys(DEMO)
+    sections = {p[0] for p in keys}
+    assert {"pretrain", "finetune", "sample", "baselines", "evaluate"} <= sections
+    for path in keys:
+        for bad in (float("nan"), float("inf"), float("-inf")):
+            cfg = copy.deepcopy(DEMO)
+            node = cfg
+            for k in path[:-1]:
+                node = node[k]
+            node[path[-1]] = bad
+            with pytest.raises(dd.ConfigError, match=re.escape(f"{_name(path)} = {bad}: must be a finite number")):
+                dd.check(cfg)
+
+
+def test_job_arguments_refuse_nan_and_infinity():
+    from divdistill.cli import _json
+
+    assert _json('{"guidance": 4.0}') == {"guidance": 4.0}
+    for text in ('{"guidance": NaN}', '{"lambda_gen": Infinity}', '{"x": [-Infinity]}'):
+        with pytest.raises(SystemExit, match="not a finite number"):
+            _json(text)
+
+
+def test_unknown_pretraining_dataset_is_named():
+    cfg = copy.deepcopy(DEMO)
+    cfg["pretrain"]["dataset"] = "fashion-mnsit"
+    with pytest.raises(dd.ConfigError, match="pretrain.dataset: unknown dataset 'fashion-mnsit'"):
+        dd.check(cfg)

@@ -8,6 +8,8 @@ from divdistill.augment import AugmentConfig, augment_batch, cutmix, normalize, 
 from divdistill.nets import NETS, build_net
 from divdistill.trainer import TrainConfig, seed_everything, train_and_test
 
+from .conftest import keyed
+
 PLAIN = dict(color_jitter=0.0, lighting=0.0, cutmix_beta=0.0)  # geometry only
 
 
@@ -204,7 +206,7 @@ def test_killed_training_resumes_to_the_uninterrupted_result(tmp_path, one_threa
     ref, ref_net, _ = run(None)
     with pytest.raises(KeyboardInterrupt):
         run(tmp_path / "ck", stop_after=3)
-    assert load_checkpoint(tmp_path / "ck")["step"] == 2  # the last checkpoint before the stop
+    assert load_checkpoint(keyed(tmp_path / "ck"))["step"] == 2  # the last checkpoint before the stop
     res, net, seen = run(tmp_path / "ck")
     assert seen == [1, 2, 3, 4, 5, 6]  # epochs 1-2 replayed from the checkpoint, 3-6 trained
     assert res["curve"] == ref["curve"] and res["test_acc"] == ref["test_acc"]

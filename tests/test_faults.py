@@ -124,7 +124,7 @@ def test_sigkill_then_rerun_equals_an_uninterrupted_run(kind, reference, tmp_pat
     proc = snakemake(project, output, background=True)
     pid = wait_for(lambda: job_pid(project, word))
     if checkpoint:  # past a first checkpoint, so the rerun has something to resume
-        wait_for(lambda: any((project / checkpoint).glob("step-*")) or None)
+        wait_for(lambda: any((project / checkpoint).glob("*/step-*")) or None)  # <config key>/step-N
         time.sleep(rng.uniform(0.0, 0.5))
     else:  # mid-work: once its MLflow run exists, before its output does
         client = MlflowClient(f"sqlite:///{project}/mlflow.db")
@@ -138,7 +138,7 @@ def test_sigkill_then_rerun_equals_an_uninterrupted_run(kind, reference, tmp_pat
     assert proc.returncode != 0, out[-2000:]
     assert not (project / output).exists(), "a killed job's output must not look complete"
     if checkpoint:
-        steps = [int(d.name.split("-")[1]) for d in (project / checkpoint).glob("step-*")]
+        steps = [int(d.name.split("-")[1]) for d in (project / checkpoint).glob("*/step-*")]
         assert steps, f"{kind}: no checkpoint to resume from"
         print(f"{kind}: killed after checkpoint step {max(steps)}")
 

@@ -1,5 +1,6 @@
 """Fine-tuning on a tiny random DiT + VAE: latent cache, DiffFit set, memory terms, exact kill/resume."""
 
+import shutil
 import signal
 import subprocess
 import sys
@@ -11,10 +12,13 @@ import torch
 from diffusers import AutoencoderKL, DDPMScheduler, DiTTransformer2DModel
 
 import divdistill.finetune as ft
-from divdistill.finetune import (FinetuneConfig, cache_latents, evictions, finetune, latent_cache, load_checkpoint,
+from divdistill.finetune import (FinetuneConfig, cache_latents, evictions, finetune, latent_cache,
                                  save_latent_cache, tie_embedders)
+from divdistill.io import load_checkpoint
 from divdistill.latents import encode_posterior
 from divdistill.memory import Memory
+
+from .conftest import keyed
 
 DIT = dict(sample_size=8, in_channels=4, out_channels=8, patch_size=2, num_layers=2, num_attention_heads=2,
            attention_head_dim=8, num_embeds_ada_norm=10)
@@ -246,26 +250,54 @@ def test_resume_after_crash_is_bit_identical(setup, tmp_path):
 
     with pytest.raises(Crash):
         run(setup, checkpoint_every=5, checkpoint_dir=tmp_path / "b", on_step=crash)
-    assert load_checkpoint(tmp_path / "b")["step"] == 5
-    (tmp_path / "b" / ".tmp-killed-while-writing").mkdir()  # leftovers of kills are ignored, then removed
-    (tmp_path / "b" / "step-00000099").mkdir()  # incomplete: never renamed in whole
+    kb = keyed(tmp_path / "b")
+    assert load_checkpoint(kb)["step"] == 5
+    (kb / ".tmp-killed-while-writing").mkdir()  # leftovers of kills are ignored, then removed
+    (kb / "step-00000099").mkdir()  # incomplete: never renamed in whole
     resumed, summary = run(setup, checkpoint_every=5, checkpoint_dir=tmp_path / "b")  # fresh model objects
     assert summary["resumed_from"] == 5
     assert_same_weights(full, resumed)
-    assert_same_checkpoint(load_checkpoint(tmp_path / "a"), load_checkpoint(tmp_path / "b"))
-    assert [p.name for p in (tmp_path / "b").iterdir()] == ["step-00000012"]  # older ones dropped
+    assert_same_checkpoint(load_checkpoint(keyed(tmp_path / "a")), load_checkpoint(kb))
+    assert [p.name for p in kb.iterdir()] == ["step-00000012"]  # older ones dropped
 
     again, summary = run(setup, checkpoint_every=5, checkpoint_dir=tmp_path / "a")  # finished: nothing to do
     assert summary["resumed_from"] == 12
     assert_same_weights(full, again)
-    with pytest.raises(ValueError, match="another run"):
-        run(setup, seed=1, checkpoint_dir=tmp_path / "a")
+
+
+def test_changed_setting_starts_fresh_beside_the_old_checkpoint(setup, tmp_path, capsys):
+    """A researcher changes lambda_gen (or the seed) and reruns: the finished checkpoint of the old value
+    is neither resumed nor in the way. The new value trains from step 0 into a folder of its own, equals
+    a run without checkpoints, and the old value's folder still resumes at its end."""
+    old, _ = run(setup, checkpoint_dir=tmp_path)
+    capsys.readouterr()
+    new, summary = run(setup, lambda_gen=0.5, checkpoint_dir=tmp_path)
+    assert summary["resumed_from"] is None
+    assert "starting fresh (1 other configuration(s) kept beside it)" in capsys.readouterr().err
+    assert_same_weights(new, run(setup, lambda_gen=0.5)[0])
+    assert not all(torch.equal(a, b) for a, b in zip(old.state_dict().values(), new.state_dict().values()))
+    assert len([d for d in tmp_path.iterdir() if d.is_dir()]) == 2
+    back, summary = run(setup, checkpoint_dir=tmp_path)  # the old value again: its finished state
+    assert summary["resumed_from"] == summary["steps"]
+    assert_same_weights(old, back)
+    _, summary = run(setup, seed=1, checkpoint_dir=tmp_path)
+    assert summary["resumed_from"] is None
+
+
+def test_a_checkpoint_folder_of_another_configuration_is_named_in_the_error(setup, tmp_path):
+    run(setup, checkpoint_dir=tmp_path / "a")
+    run(setup, seed=1, max_steps=1, checkpoint_dir=tmp_path / "b")
+    theirs, ours = keyed(tmp_path / "a"), keyed(tmp_path / "b")
+    shutil.rmtree(ours)
+    shutil.copytree(theirs, ours)  # copied by hand under the other configuration's key
+    with pytest.raises(ValueError, match=rf"checkpoint {ours} holds another configuration \(differs in seed\)"):
+        run(setup, seed=1, checkpoint_dir=tmp_path / "b")
 
 
 def test_max_steps_then_extend_equals_one_run(setup, tmp_path):
     full, _ = run(setup)
     _, first = run(setup, max_steps=5, checkpoint_dir=tmp_path)  # a demo-length cap, mid-epoch
-    assert first["steps"] == 5 and load_checkpoint(tmp_path)["step"] == 5
+    assert first["steps"] == 5 and load_checkpoint(keyed(tmp_path))["step"] == 5
     extended, summary = run(setup, checkpoint_dir=tmp_path)  # the cap lifted: the same step sequence goes on
     assert summary["resumed_from"] == 5
     assert_same_weights(full, extended)
@@ -306,11 +338,12 @@ def test_sigkill_and_resume_in_subprocesses(setup, tmp_path):
     errs = {k: p.communicate()[1] for k, p in procs.items()}
     assert procs["full"].returncode == 0, errs["full"]
     assert procs["killed"].returncode == -signal.SIGKILL, errs["killed"]
-    assert load_checkpoint(tmp_path / "killed" / "ckpt")["step"] == 8
+    assert load_checkpoint(keyed(tmp_path / "killed" / "ckpt"))["step"] == 8
     assert not (tmp_path / "killed" / "model").exists()
     resumed = launch("killed", -1)
     assert resumed.wait() == 0, resumed.stderr.read()
 
-    assert_same_checkpoint(load_checkpoint(tmp_path / "full" / "ckpt"), load_checkpoint(tmp_path / "killed" / "ckpt"))
+    assert_same_checkpoint(load_checkpoint(keyed(tmp_path / "full" / "ckpt")),
+                           load_checkpoint(keyed(tmp_path / "killed" / "ckpt")))
     assert_same_weights(DiTTransformer2DModel.from_pretrained(tmp_path / "full" / "model"),
                         DiTTransformer2DModel.from_pretrained(tmp_path / "killed" / "model"))

@@ -250,3 +250,24 @@ def test_wrong_architecture_names_the_key(tiny_models, tmp_path):
     assert f"{bad / 'transformer'}/config.json: out_channels = 4" in str(e.value)
     problems = check_weights(bad, root / "vae", root / "vae", resolution=256)
     assert any("out_channels = 4" in p for p in problems) and any("sample_size = 4" in p for p in problems)
+
+
+def test_unreadable_weights_and_classes_smaller_than_the_ipc_are_found_up_front(tiny_models, tmp_path):
+    """Before any job: a truncated weights file is named (it once failed mid-DAG inside from_pretrained),
+    and at paper scale (train_per_class null: every image) a class holding fewer images than the
+    largest IPC is named with the key to change."""
+    import shutil
+
+    from divdistill.weights import check_weights
+
+    _, _, root = tiny_models
+    bad = shutil.copytree(root / "vae", tmp_path / "vae")
+    weights = bad / "diffusion_pytorch_model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])  # an interrupted download
+    problems = check_weights(root / "pipe", bad, root / "vae")
+    assert len(problems) == 1 and f"{weights}: weights file unreadable" in problems[0]
+    assert "stabilityai/sd-vae-ft-ema" in problems[0]
+    tree = make_tree(tmp_path / "in", n_train=3, n_test=1)
+    problems = check_imagenet_root(WOOF, tree, "imagenet", {"train": None, "test": None}, ipc=10)
+    assert len(problems) == 11  # every class, then how to obtain the data
+    assert f"{tree / 'train' / WOOF.class_ids[0]}: holds 3 images, fewer than ipc 10" in problems[0]

@@ -129,9 +129,9 @@ def test_hand_computed_one_at_a_time():
 
 def test_mean_pairwise_similarity_by_hand():
     mem = ClassMemory(4, "max")
-    assert math.isnan(mem.mean_pairwise_similarity())
+    assert mem.mean_pairwise_similarity() is None
     mem.add(torch.tensor([A]))
-    assert math.isnan(mem.mean_pairwise_similarity())
+    assert mem.mean_pairwise_similarity() is None
     mem.add(torch.tensor([B, C]))
     assert mem.mean_pairwise_similarity() == pytest.approx((0 + 2 / math.sqrt(2)) / 3, abs=1e-12)
 
@@ -216,7 +216,7 @@ def test_memory_groups_by_class_in_batch_order(strategy):
 
 def test_memory_mean_similarity_skips_singletons():
     mem = Memory(4, "fifo")
-    assert math.isnan(mem.mean_pairwise_similarity())
+    assert mem.mean_pairwise_similarity() is None
     mem.update(torch.tensor([A, B, C, [5.0, 1.0]]), torch.tensor([0, 1, 1, 2]))
     assert mem.mean_pairwise_similarity() == pytest.approx(1 / math.sqrt(2), abs=1e-12)  # class 1 only
 

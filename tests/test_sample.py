@@ -157,3 +157,18 @@ def test_bf16_precision_is_repeatable_close_to_fp32_and_checked(dit):
     assert 0 < err < 0.1, err
     with pytest.raises(ValueError, match="precision"):
         run(dit, [0], [0], precision="fp16")
+
+
+def test_non_finite_guidance_stops_sampling_and_a_constant_set_is_refused(dit):
+    """A nan guidance scale once gave all-black images that evaluated as a valid 21 %: sampling now
+    stops at non-finite latents, and a set whose every pixel is one value is refused before it is saved."""
+    from divdistill.sample import require_varied
+
+    for bad in (float("nan"), float("inf")):
+        with pytest.raises(FloatingPointError, match="non-finite latents"):
+            run(dit, [0, 3], [0, 0], guidance=bad)
+    with pytest.raises(ValueError, match="degenerate: every pixel of all 4 images equals 0"):
+        require_varied(torch.zeros(4, 1, 8, 8, dtype=torch.uint8), "the set")
+    one_pixel = torch.zeros(4, 1, 8, 8, dtype=torch.uint8)
+    one_pixel[2, 0, 3, 3] = 1
+    require_varied(one_pixel, "the set")  # one differing pixel is enough: a set is only refused when constant

@@ -1,7 +1,14 @@
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 from mlflow.tracking import MlflowClient
 
-from divdistill.tracking import experiment_name, init_tracking, start_run
+from divdistill.tracking import TrackingError, experiment_name, init_tracking, start_run
 
 
 @pytest.fixture
@@ -116,16 +123,82 @@ def test_seed_runs_missing_from_the_database_are_skipped(cfg, capsys):
 
 
 def test_runs_left_running_by_killed_jobs_are_closed_at_the_next_start(cfg):
-    """SIGKILL gives a job no chance to end its run; the next workflow start marks it KILLED."""
-    from divdistill.tracking import close_stale_runs
+    """SIGKILL gives a job no chance to end its run; the next workflow start marks it KILLED, but only
+    once its process is gone: a run whose job still runs (another workflow's) is left alone, and so is
+    a run started on another host (a cluster node)."""
+    from divdistill.tracking import close_stale_runs, owner_tags
 
     ids = init_tracking(cfg)
     client = MlflowClient(cfg["tracking_uri"])
     eid = ids[experiment_name(cfg["experiment_prefix"], "evaluate")]
-    orphan = client.create_run(eid, run_name="killed").info.run_id  # never terminated
-    done = client.create_run(eid, run_name="done").info.run_id
+    legacy = client.create_run(eid, run_name="no owner recorded").info.run_id  # never terminated
+    done = client.create_run(eid, run_name="done", tags=owner_tags()).info.run_id
     client.set_terminated(done, status="FINISHED")
-    assert close_stale_runs(cfg) == 1
-    assert client.get_run(orphan).info.status == "KILLED"
-    assert client.get_run(done).info.status == "FINISHED"
-    assert close_stale_runs(cfg) == 0
+    job = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        start = Path(f"/proc/{job.pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+        live_tags = {"divdistill.host": socket.gethostname(), "divdistill.pid": str(job.pid),
+                     "divdistill.pid_start": start}
+        live = client.create_run(eid, run_name="live", tags=live_tags).info.run_id
+        reused = client.create_run(eid, run_name="pid reused", tags=live_tags | {"divdistill.pid_start": "1"}).info.run_id
+        remote = client.create_run(eid, run_name="node", tags=live_tags | {"divdistill.host": "node-17"}).info.run_id
+        assert close_stale_runs(cfg) == (2, 1)  # legacy and the reused pid closed; the remote one left
+        status = lambda r: client.get_run(r).info.status  # noqa: E731
+        assert [status(r) for r in (legacy, done, live, reused, remote)] == \
+            ["KILLED", "FINISHED", "RUNNING", "KILLED", "RUNNING"]
+    finally:
+        job.kill()
+        job.wait()
+    assert close_stale_runs(cfg) == (1, 1)  # its process gone: now the live one is stale too
+    assert status(live) == "KILLED" and "divdistill.closed" in client.get_run(live).data.tags
+    assert close_stale_runs(cfg) == (0, 1)
+
+
+def test_start_run_records_its_process(cfg):
+    init_tracking(cfg)
+    with start_run(cfg, "evaluate", "r", {}) as run:
+        tags = MlflowClient(cfg["tracking_uri"]).get_run(run.run_id).data.tags
+    assert tags["divdistill.pid"] == str(os.getpid()) and tags["divdistill.host"] == socket.gethostname()
+
+
+def test_metrics_must_be_finite(cfg):
+    init_tracking(cfg)
+    for bad in (float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="non-finite metric"):
+            with start_run(cfg, "evaluate", "r", {}) as run:
+                run.log_metrics({"similarity": bad})
+    with start_run(cfg, "evaluate", "r", {}) as run:
+        run.log_metrics({"similarity": None})  # undefined (one latent in a memory): not logged, no error
+    assert MlflowClient(cfg["tracking_uri"]).get_run(run.run_id).data.metrics == {}
+
+
+def _result_naming_a_run(root: Path) -> Path:
+    path = root / "results" / "eval" / "x.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({"run_id": "0123abcd", "test_acc": 0.5}))
+    return path
+
+
+@pytest.mark.parametrize("state", ["empty", "malformed", "missing"])
+def test_a_lost_database_is_never_silently_replaced(cfg, tmp_path, state):
+    """mlflow.db empty, not a database, or gone, while results name runs in it: refused, naming the file
+    and what to do; nothing is created. Without such results an empty or missing file is a new project."""
+    db = tmp_path / "mlflow.db"
+    if state == "empty":
+        db.write_bytes(b"")
+    elif state == "malformed":
+        db.write_bytes(b"SQLite format 3\0" + b"\x07" * 5000)  # a header, then garbage
+    init_ok = state != "malformed"
+    if init_ok:
+        init_tracking(cfg)  # no results yet: a new history is fine
+        db.unlink()
+        if state == "empty":
+            db.write_bytes(b"")
+    else:
+        with pytest.raises(TrackingError, match=rf"{db} is malformed.*Move it aside"):
+            init_tracking(cfg)
+    ref = _result_naming_a_run(tmp_path)
+    with pytest.raises(TrackingError) as e:
+        init_tracking(cfg)
+    assert str(db) in str(e.value) and str(ref) in str(e.value) and "Restore" in str(e.value)
+    assert db.exists() == (state != "missing") and (state != "empty" or db.stat().st_size == 0)

@@ -55,6 +55,9 @@ BAD = {
     "unknown key": (("evaluate", "lrr"), 0.1, "lrr"),
     "unknown method": (("tables", "table1", "methods"), ["random", "fulll"], "fulll"),
     "ipc too large": (("ipc",), [10, 5000], "ipc[1] = 5000"),
+    # no schema bound rejects nan: once, a nan guidance sampled black images that evaluated as 21 %
+    "nan guidance": (("sample", "guidance"), float("nan"), "sample.guidance = nan: must be a finite number"),
+    "inf weight": (("finetune", "lambda_gen"), float("inf"), "finetune.lambda_gen = inf: must be a finite number"),
 }
 
 

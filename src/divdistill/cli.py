@@ -22,16 +22,21 @@ from pathlib import Path
 
 from . import config as config_mod
 from .device import resolve
-from .io import write_json
+from .io import keep, write_json
 from .tracking import start_run
 
 
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not a finite number")
+
+
 def _json(text: str | None) -> dict:
+    """A JSON argument; NaN and Infinity (which Python's json reads by default) are refused."""
     if text is None:
         raise SystemExit("missing --tracking (or $DIVDISTILL_TRACKING): run the job through Snakemake")
     try:
-        return json.loads(text)
-    except json.JSONDecodeError as e:
+        return json.loads(text, parse_constant=_no_constant)
+    except ValueError as e:  # JSONDecodeError is a ValueError
         raise SystemExit(f"invalid JSON argument: {e}: {text[:200]}")
 
 
@@ -67,6 +72,7 @@ def cmd_features(args) -> None:
                                 batch_size=p["batch_size"], lr=p["lr"], seed=p["seed"], augment=aug, device=dev,
                                 on_epoch=lambda epoch, m: run.log_metrics(m, step=epoch), progress=True)
         save_feature_net(net, args.out)
+        keep(args.out, run.run_id)
 
 
 def cmd_select(args) -> None:
@@ -91,6 +97,7 @@ def cmd_select(args) -> None:
         images, labels, idx = select(args.method, train, args.max_ipc, args.seed, features)
         save_tensors(args.out, {"images": images, "labels": labels},
                      {**params, "source_index": idx.tolist(), "run_id": run.run_id})
+        keep(args.out, run.run_id)
         run.log_metrics({"num_images": len(labels)})
 
 
@@ -103,6 +110,7 @@ def cmd_dm(args) -> None:
     from .data import load_split
     from .dm import DMConfig, DSAConfig, distill_dm
     from .io import save_tensors
+    from .sample import require_varied
 
     torch.set_num_threads(args.threads)
     p = _json(args.params)
@@ -120,8 +128,10 @@ def cmd_dm(args) -> None:
                          progress=True)
         run.log_metrics({"loss_match_first": res.losses[0], "loss_match_last": res.losses[-1]}
                         if res.losses else {})
+        require_varied(res.images, f"the DM set ({args.out})")
         save_tensors(args.out, {"images": res.images, "labels": res.labels},
                      {**params, "init_index": res.init_index.tolist(), "run_id": run.run_id})
+        keep(args.out, run.run_id)
 
 
 def cmd_evaluate(args) -> None:
@@ -162,7 +172,8 @@ def cmd_evaluate(args) -> None:
         write_json(args.out, {"cell": cell, "params": hp, "run_id": run.run_id, "num_train": len(y),
                               "test_acc": res["test_acc"], "best_test_acc": res["best_test_acc"],
                               "best_epoch": res["best_epoch"], "curve": res["curve"],
-                              "wall_s": final["wall_s"]})
+                              "train_loss_final": res["train_loss"], "wall_s": final["wall_s"]})
+        keep(args.out, run.run_id)
 
 
 def _log_every(run, every: int):
@@ -203,6 +214,7 @@ def cmd_pretrain_vae(args) -> None:
             rec = decode(vae, encode_posterior(vae, x)[0])
             save_grid(torch.cat([x, rec]), 16, Path(tmp) / "reconstructions.png")
         run.log_artifact(Path(args.out) / "reconstructions.png")
+        keep(args.out, run.run_id)
 
 
 def cmd_pretrain_dit(args) -> None:
@@ -235,6 +247,7 @@ def cmd_pretrain_dit(args) -> None:
                                    index=torch.arange(8).repeat(num_classes), **p["grid"])
             save_grid(images, 8, Path(tmp) / "samples.png")
         run.log_artifact(Path(args.out) / "samples.png")
+        keep(args.out, run.run_id)
 
 
 def cmd_encode(args) -> None:
@@ -287,6 +300,7 @@ def cmd_finetune(args) -> None:
         with atomic_dir(args.out) as tmp:
             model.to("cpu").save_pretrained(tmp)
             write_json(Path(tmp) / "finetune.json", {"run_id": run.run_id, "params": params, "summary": summary})
+        keep(args.out, run.run_id)
 
 
 def cmd_sample(args) -> None:
@@ -294,7 +308,7 @@ def cmd_sample(args) -> None:
 
     from .data import load_meta
     from .io import save_tensors
-    from .sample import sample_images, save_grid
+    from .sample import require_varied, sample_images, save_grid
     from .weights import load_dit, load_vae
 
     torch.set_num_threads(args.threads)
@@ -319,8 +333,10 @@ def cmd_sample(args) -> None:
             images = sample_images(dit, vae, torch.tensor(meta["labels"])[local],
                                    null_label=dit.config.num_embeds_ada_norm, seed=seed, index=index, device=dev, **p)
             run.log_metrics({"images_per_s": len(images) / (time.perf_counter() - t0)}, step=seed)
+            require_varied(images, f"the distilled set of seed {seed} ({out})")
             save_tensors(out, {"images": images, "labels": local},
                          {**{k: v for k, v in params.items() if k != "seeds"}, "seed": seed, "run_id": run.run_id})
+            keep(out, run.run_id)
             if seed == args.seeds[0]:
                 shown = min(ipc, 10)
                 save_grid(images[index < shown], shown, args.grid)
@@ -361,6 +377,7 @@ def cmd_diversity(args) -> None:
                 run.log_metrics({f"{k}_seed{meta.get('seed')}": v for k, v in m.items()}, step=ipc)
                 out["ipc"][str(ipc)] = m
             write_json(out_path, {**out, "run_id": run.run_id})
+            keep(out_path, run.run_id)
 
 
 def cmd_figure1(args) -> None:

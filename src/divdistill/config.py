@@ -7,6 +7,7 @@ class holds, a test model without a size). Both run before any job starts.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -202,7 +203,8 @@ def missing_inputs(cfg: dict) -> list[str]:
             problems += [p for p in check_fashion_root(d["fashion_root"]) if p not in problems]
         else:
             per_class = {"train": d["train_per_class"], "test": d["test_per_class"]}
-            found = check_imagenet_root(spec, d["imagenet_root"], d.get("imagenet_layout", "imagenet"), per_class)
+            found = check_imagenet_root(spec, d["imagenet_root"], d.get("imagenet_layout", "imagenet"), per_class,
+                                        ipc=max(cfg["ipc"]) if cfg["ipc"] and name in datasets_used(cfg) else None)
             problems += [p for p in found if p not in problems]  # the how-to line once
     gen = cfg["generator"]
     if not gen["pretrain"]:
@@ -216,8 +218,26 @@ def missing_inputs(cfg: dict) -> list[str]:
     return problems
 
 
+def non_finite(obj, key: str = "") -> list[str]:
+    """Every number in a (nested) config that is nan or infinite, by key path. JSON schema's bounds
+    cannot reject these (every comparison with nan is false), so this runs beside the schema."""
+    if isinstance(obj, dict):
+        return [k for name, v in obj.items() for k in non_finite(v, f"{key}.{name}" if key else str(name))]
+    if isinstance(obj, (list, tuple)):
+        return [k for i, v in enumerate(obj) for k in non_finite(v, f"{key}[{i}]")]
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return [f"{key} = {obj}: must be a finite number"]
+    return []
+
+
+def check_finite(cfg: dict) -> None:
+    if errors := non_finite(cfg):
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(errors))
+
+
 def check(cfg: dict) -> None:
     """Relations between keys; raises ConfigError naming the key at fault."""
+    check_finite(cfg)
     errors = []
     per_class = cfg["data"]["train_per_class"]
     for i, ipc in enumerate(cfg["ipc"]):
@@ -255,6 +275,8 @@ def check(cfg: dict) -> None:
         for model in t["models"]:
             if model not in cfg["evaluate"]["nets"]:
                 errors.append(f"tables.{name}.models: {model!r} has no entry under evaluate.nets")
+    if cfg["generator"]["pretrain"] and cfg["pretrain"]["dataset"] not in DATASETS:
+        errors.append(f"pretrain.dataset: unknown dataset {cfg['pretrain']['dataset']!r} (known: {', '.join(DATASETS)})")
     sw = cfg.get("sweeps")
     if sw:
         if sw["dataset"] not in DATASETS:

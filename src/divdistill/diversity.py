@@ -17,8 +17,9 @@ import torch
 import torch.nn.functional as F
 
 
-def within_class_similarity(latents: torch.Tensor, labels: torch.Tensor) -> float:
-    """Mean over classes of the mean pairwise cosine similarity (distinct pairs); nan if no class has 2."""
+def within_class_similarity(latents: torch.Tensor, labels: torch.Tensor) -> float | None:
+    """Mean over classes of the mean pairwise cosine similarity (distinct pairs); None (undefined) if no
+    class has 2 latents."""
     sims = []
     for c in labels.unique(sorted=True).tolist():
         u = F.normalize(latents[labels == c].flatten(1).double(), dim=1)  # (n, D)
@@ -26,7 +27,7 @@ def within_class_similarity(latents: torch.Tensor, labels: torch.Tensor) -> floa
         if n >= 2:
             g = u @ u.T
             sims.append(((g.sum() - g.diagonal().sum()) / (n * (n - 1))).item())
-    return sum(sims) / len(sims) if sims else float("nan")
+    return sum(sims) / len(sims) if sims else None
 
 
 def coverage(real: torch.Tensor, real_labels: torch.Tensor, distilled: torch.Tensor, labels: torch.Tensor) -> float:

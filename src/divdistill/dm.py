@@ -203,6 +203,8 @@ def distill_dm(train: ImageSet, cfg: DMConfig, seed: int, init_index: torch.Tens
             loss = (emb_real.mean(0) - emb_syn.mean(0)).pow(2).sum()
             loss.backward()  # per class: gradients add up to the summed loss's, memory stays one class's
             total += loss.item()
+        if not math.isfinite(total):  # a nan/inf loss stops the job before nan pixels become black images
+            raise FloatingPointError(f"DM matching loss is {total} at iteration {it} (lr_img may be too large)")
         opt.step()
         losses.append(total)
         if on_step is not None:

@@ -36,7 +36,7 @@ from tqdm import tqdm
 from .config import GENERATIVE_METHODS, base_method
 from .device import dit_autocast
 from .difffit import apply_difffit, count_trainable, fold_difffit, tie_class_embeddings
-from .io import load_checkpoint, load_tensors, save_checkpoint, save_tensors
+from .io import Checkpoints, load_tensors, save_tensors, tensor_digest
 from .latents import encode_posterior
 from .losses import diffusion_loss, memory_loss, predict_x0, require_finite
 from .memory import STRATEGIES, Memory
@@ -243,12 +243,14 @@ def _memory_to(state: dict, device) -> dict:
 # ----------------------------------------------------------------------------- fine-tuning
 
 
-def _identity(cfg: FinetuneConfig, seed: int, labels: torch.Tensor, null_label: int, names: list[str]) -> dict:
-    """What a checkpoint must agree on to be resumed by this call."""
+def _identity(cfg: FinetuneConfig, seed: int, labels: torch.Tensor, null_label: int, names: list[str],
+              dit, cache: LatentSource) -> dict:
+    """What a checkpoint must agree on to be resumed by this call (it keys the checkpoint folder):
+    the configuration, the seed, the data (labels and latents) and the starting weights."""
     conf = {k: v for k, v in asdict(cfg).items() if k not in _VOLATILE}
-    labels_sha = hashlib.sha256(labels.numpy()).hexdigest()
-    return {"config": conf, "seed": seed, "n": len(labels), "labels": labels_sha, "null": null_label,
-            "trainable": names}
+    latents = "callable" if callable(cache) else tensor_digest(*(cache[k] for k in sorted(cache)))
+    return {"config": conf, "seed": seed, "n": len(labels), "labels": tensor_digest(labels), "null": null_label,
+            "trainable": names, "latents": latents, "weights": tensor_digest(*dit.state_dict().values())}
 
 
 def finetune(
@@ -270,8 +272,10 @@ def finetune(
     step (steps done), epoch, loss (eq. 6), loss_diff = mse + vb, loss_real / loss_gen (unweighted L_r,
     L_g averaged over the batch's classes; 0 while memories are empty) and, every ``cfg.log_every``
     steps and at the last, sim_real / sim_gen (the memories' mean pairwise cosine similarity).
-    With ``checkpoint_dir``, the newest checkpoint there is resumed (it must be from the same config,
-    seed and data) and checkpoints are written every ``cfg.checkpoint_every`` steps and at the end.
+    With ``checkpoint_dir``, checkpoints go to a folder keyed by the configuration, seed, data and
+    starting weights (``io.Checkpoints``): the newest one of the same run is resumed, another
+    configuration's is left alone. They are written every ``cfg.checkpoint_every`` steps and at the
+    end (the final one makes a rerun of a finished configuration return at once).
     """
     t_start = time.perf_counter()
     labels_gen = torch.as_tensor(labels_gen, dtype=torch.long).cpu().contiguous()
@@ -301,15 +305,14 @@ def finetune(
     g = torch.Generator().manual_seed(_derive(seed, "step"))  # flips, posterior draws, t, noise, label dropout
     real = Memory(cfg.memory_size, cfg.real_evict, torch.Generator().manual_seed(_derive(seed, "real")))
     gen = Memory(cfg.memory_size, cfg.gen_evict, torch.Generator().manual_seed(_derive(seed, "gen")))
-    identity = _identity(cfg, seed, labels_gen, null_label, list(params))
+    ckpts = None if checkpoint_dir is None else \
+        Checkpoints(checkpoint_dir, _identity(cfg, seed, labels_gen, null_label, list(params), dit, cache))
 
     start, last, resumed = 0, {}, None
-    ck = load_checkpoint(checkpoint_dir) if checkpoint_dir is not None else None
+    ck = ckpts.load() if ckpts is not None else None
     if ck is None:
         torch.manual_seed(_derive(seed, "torch"))  # only dropout inside the DiT (if configured) draws from it
     else:
-        if diff := [k for k in identity if ck["identity"].get(k) != identity[k]]:
-            raise ValueError(f"checkpoint in {checkpoint_dir} is from another run (differs in {', '.join(diff)})")
         with torch.no_grad():
             for k, p in params.items():
                 p.copy_(ck["trainable"][k])
@@ -322,9 +325,9 @@ def finetune(
         last = ck["last_log"]
 
     def checkpoint(step: int) -> None:
-        save_checkpoint(checkpoint_dir, {
+        ckpts.save({
             "step": step, "epoch": step // steps_per_epoch, "position": step % steps_per_epoch,
-            "identity": identity, "trainable": params, "ema": ema, "optimizer": opt.state_dict(),
+            "trainable": params, "ema": ema, "optimizer": opt.state_dict(),
             "memory_real": real.state_dict(), "memory_gen": gen.state_dict(), "rng": _rng_state(g),
             "last_log": last,
         })
@@ -364,12 +367,12 @@ def finetune(
         if done % cfg.log_every == 0 or done == total:
             last |= {"sim_real": real.mean_pairwise_similarity(), "sim_gen": gen.mean_pairwise_similarity()}
         due = done == total or (cfg.checkpoint_every and done % cfg.checkpoint_every == 0)
-        if checkpoint_dir is not None and due:
+        if ckpts is not None and due:
             checkpoint(done)
         if on_step is not None:
             on_step(dict(last))
 
-    if checkpoint_dir is not None and start == total and resumed is None:  # nothing to train (max_steps=0)
+    if ckpts is not None and start == total and resumed is None:  # nothing to train (max_steps=0)
         checkpoint(total)
     with torch.no_grad():
         for k, p in params.items():

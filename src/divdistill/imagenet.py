@@ -111,10 +111,12 @@ def list_images(folder: Path) -> list[Path]:
 
 # ----------------------------------------------------------------------------- validation
 
-def check_imagenet_root(spec: DatasetSpec, root, layout: str = "imagenet", per_class: dict | None = None) -> list[str]:
+def check_imagenet_root(spec: DatasetSpec, root, layout: str = "imagenet", per_class: dict | None = None,
+                        ipc: int | None = None) -> list[str]:
     """Everything wrong with ``root`` for ``spec`` before any decoding: missing root, split or class folders,
-    empty class folders, and (with ``per_class`` = {split: n or None}) classes holding fewer images than
-    requested. Each problem names its path; a non-empty list ends with how to obtain the data."""
+    empty class folders, (with ``per_class`` = {split: n or None}) classes holding fewer images than
+    requested, and (with ``ipc``) training classes holding fewer images than the largest IPC. Each
+    problem names its path; a non-empty list ends with how to obtain the data."""
     if layout not in LAYOUTS:
         raise ValueError(f"unknown layout {layout!r}; known: {', '.join(LAYOUTS)}")
     if layout == "fastai" and spec.name not in FASTAI_RELEASES:
@@ -140,6 +142,8 @@ def check_imagenet_root(spec: DatasetSpec, root, layout: str = "imagenet", per_c
                     problems.append(f"{class_dir}: class folder holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
                 elif want is not None and n < want:
                     problems.append(f"{class_dir}: holds {n} images, {split}_per_class={want} requested")
+                elif split == "train" and ipc is not None and n < ipc:
+                    problems.append(f"{class_dir}: holds {n} images, fewer than ipc {ipc} (params.yaml ipc)")
     if problems:
         problems.append(f"how to obtain them: {howto(spec.name, layout)}")
     return problems

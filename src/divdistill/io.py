@@ -7,10 +7,12 @@ reader could take as complete.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
 import shutil
+import sys
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -83,6 +85,39 @@ def atomic_dir(path: str | os.PathLike):
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+# ----------------------------------------------------------------------------- history
+# Snakemake deletes a job's old output before it runs the job again (a changed parameter, a forced
+# rerun). So that a finished result is never lost to a rerun that then fails, every job hard-links its
+# finished output into the history folder, one entry per MLflow run: results/history/<output>/<run id>.
+# Hard links cost no space while the output is current; the entry keeps the data once it is replaced.
+
+HISTORY_ENV = "DIVDISTILL_HISTORY"  # the history folder; set by the Snakefile, unset: nothing is kept
+
+
+def keep(path, version: str) -> Path | None:
+    """Hard-link the finished output ``path`` (file or folder) to ``$DIVDISTILL_HISTORY/<path>/<version>``
+    (a leading ``results/`` dropped from ``path``); returns the entry, or None without a history folder."""
+    root = os.environ.get(HISTORY_ENV)
+    if not root:
+        return None
+    path = Path(path)
+    rel = Path(os.path.relpath(path.resolve(), Path.cwd().resolve()))
+    if rel.parts and rel.parts[0] in ("..", "results"):
+        rel = Path(*rel.parts[1:]) if rel.parts[0] == "results" else Path(path.name)
+    dest = Path(root) / rel / f"{version}{path.suffix if path.is_file() else ''}"
+    with atomic_dir(dest) if path.is_dir() else atomic_path(dest) as tmp:
+        sources = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+        for src in sources:
+            target = tmp / src.relative_to(path) if path.is_dir() else tmp
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.unlink(missing_ok=True)
+            try:
+                os.link(src, target)
+            except OSError:  # another file system: a copy
+                shutil.copy2(src, target)
+    return dest
 
 
 # ----------------------------------------------------------------------------- checkpoints
@@ -162,3 +197,68 @@ def load_checkpoint(root) -> dict | None:
         return None
     d = found[-1][1]
     return _join(json.loads((d / _SKELETON).read_text()), load_file(str(d / _TENSORS)))
+
+
+def tensor_digest(*tensors: torch.Tensor) -> str:
+    """sha256 over the tensors' dtypes, shapes and bytes: names the data a job trained on."""
+    h = hashlib.sha256()
+    for t in tensors:
+        t = t.detach().to("cpu").contiguous()
+        h.update(f"{t.dtype}{tuple(t.shape)}".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def folder_digest(path) -> str:
+    """sha256 over every file of a folder (relative names and contents): names a weights folder."""
+    root, h = Path(path), hashlib.sha256()
+    for f in sorted(p for p in root.rglob("*") if p.is_file()):
+        h.update(f.relative_to(root).as_posix().encode() + b"\0")
+        with open(f, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 24), b""):
+                h.update(chunk)
+    return h.hexdigest()
+
+
+class Checkpoints:
+    """The checkpoints of one job, keyed by its configuration: ``root/<key>/step-<n>``.
+
+    ``identity`` is everything the remaining steps depend on (configuration, seed, a digest of the
+    data and of the starting weights); its hash names the folder. A job whose configuration changed
+    therefore finds a folder of its own: it starts fresh (and says so) instead of resuming, or being
+    blocked by, another configuration's state, and that state stays where it was, so changing the
+    value back resumes it. One rule for every job type (pretraining, fine-tuning, evaluation).
+    """
+
+    def __init__(self, root, identity: dict, log=None):
+        self.identity = json.dumps(identity, sort_keys=True, default=str)  # compared as written
+        self.key = hashlib.sha256(self.identity.encode()).hexdigest()[:16]
+        self.dir = Path(root) / self.key
+        self.log = log if log is not None else (lambda msg: print(msg, file=sys.stderr))
+
+    def load(self) -> dict | None:
+        """The newest checkpoint of this configuration, or None (logged either way)."""
+        ck = load_checkpoint(self.dir)
+        if ck is None:
+            others = [d.name for d in self.dir.parent.glob("*") if d.is_dir() and d != self.dir]
+            note = f" ({len(others)} other configuration(s) kept beside it)" if others else ""
+            self.log(f"checkpoints: none for this configuration in {self.dir}: starting fresh{note}")
+            return None
+        if ck.get("identity") != self.identity:  # a folder copied or edited by hand
+            ours, theirs = json.loads(self.identity), json.loads(ck.get("identity") or "{}")
+            diff = sorted(k for k in ours.keys() | theirs.keys() if ours.get(k) != theirs.get(k))
+            raise ValueError(f"checkpoint {self.dir} holds another configuration (differs in {', '.join(diff)}): "
+                             f"delete {self.dir} to start this one fresh")
+        self.log(f"checkpoints: resuming from {self.dir} at step {ck['step']}")
+        return ck
+
+    def save(self, state: dict) -> Path:
+        return save_checkpoint(self.dir, {**state, "identity": self.identity})
+
+    def clear(self) -> None:
+        """Drop this configuration's checkpoints (a finished job whose result is written)."""
+        shutil.rmtree(self.dir, ignore_errors=True)
+        try:
+            self.dir.parent.rmdir()  # only when no other configuration's folder is left
+        except OSError:
+            pass

@@ -36,7 +36,7 @@ def require_finite(loss: torch.Tensor, step: int, what: str = "loss") -> None:
     than train on and save garbage weights."""
     if not torch.isfinite(loss).all():
         raise FloatingPointError(f"{what} is {loss.detach().flatten()[0].item()} at step {step}: stopping "
-                                 "(lower the learning rate, or check the inputs for nan/inf)")
+                                 "(the learning rate or a loss weight may be too large, or an input holds nan/inf)")
 
 
 def cosine_matrix(a: torch.Tensor, b: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:

@@ -19,7 +19,6 @@ rebuilding the n x n matrix per pop as ``evict_bruteforce`` (the reference) does
 
 from __future__ import annotations
 
-import math
 
 import torch
 import torch.nn.functional as F
@@ -160,11 +159,11 @@ class ClassMemory:
         self._u = _unit_rows(latents)  # (n, D)
         self._slots = torch.arange(latents.shape[0], device=latents.device)
 
-    def mean_pairwise_similarity(self) -> float:
-        """Mean sigma over distinct pairs; nan when fewer than 2 latents are stored."""
+    def mean_pairwise_similarity(self) -> float | None:
+        """Mean sigma over distinct pairs; None (undefined, never logged) when fewer than 2 are stored."""
         n = len(self)
         if n < 2:
-            return math.nan
+            return None
         return float((self._sim.sum() - self._sim.diagonal().sum()) / (n * (n - 1)))
 
     def state_dict(self) -> dict:
@@ -211,10 +210,11 @@ class Memory:
     def classes(self) -> list[int]:
         return sorted(self._mems)
 
-    def mean_pairwise_similarity(self) -> float:
-        """Mean over classes holding >= 2 latents of their mean pairwise similarity; nan if none."""
+    def mean_pairwise_similarity(self) -> float | None:
+        """Mean over classes holding >= 2 latents of their mean pairwise similarity; None if none
+        (a memory of size 1 has no pairs: undefined, not a number to log)."""
         vals = [m.mean_pairwise_similarity() for m in self._mems.values() if len(m) >= 2]
-        return sum(vals) / len(vals) if vals else math.nan
+        return sum(vals) / len(vals) if vals else None
 
     def state_dict(self) -> dict:
         """Class states without their generator copies, plus the shared generator state once."""

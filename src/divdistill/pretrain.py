@@ -8,7 +8,7 @@ the demo data, a small diffusers ``AutoencoderKL`` and then a small class-condit
 Reproducibility: every random draw (init aside) comes from one CPU generator seeded with ``seed``; the
 initialisation draws from torch's global RNG inside ``fork_rng`` seeded with ``seed``, leaving the
 caller's RNG untouched. On CPU with a fixed thread count two runs are bit-identical. With
-``checkpoint_path`` (a directory, ``io.save_checkpoint``) the model, EMA, optimiser, generator state and
+``checkpoint_path`` (a folder keyed by the configuration, ``io.Checkpoints``) the model, EMA, optimiser, generator state and
 step are saved atomically every ``checkpoint_every`` steps and at the end; a run finding one resumes from it and ends with the
 same weights as an uninterrupted run (a finished checkpoint makes a rerun return at once).
 
@@ -20,7 +20,6 @@ same weights as an uninterrupted run (a finished checkpoint makes a rerun return
 from __future__ import annotations
 
 import copy
-import json
 import math
 import sys
 from collections.abc import Callable
@@ -32,7 +31,7 @@ from diffusers import AutoencoderKL, DiTTransformer2DModel
 from tqdm import tqdm
 
 from .finetune import tie_embedders, untie_embedders
-from .io import load_checkpoint, save_checkpoint
+from .io import Checkpoints, tensor_digest
 from .latents import to_model_range
 from .losses import diffusion_loss, require_finite
 from .sample import make_scheduler
@@ -91,17 +90,14 @@ def _train(model: torch.nn.Module, loss_fn: Callable[[], tuple[torch.Tensor, dic
            desc: str, progress: bool) -> torch.nn.Module | None:
     """Run ``steps`` AdamW steps of ``loss_fn`` (which draws from ``gen``); returns the EMA model (or None).
 
-    The checkpoint stores everything the remaining steps depend on; ``fingerprint`` (config, seed, data
-    shape) must match, since resuming under other settings would give a run that is neither.
+    The checkpoint stores everything the remaining steps depend on; ``fingerprint`` (config, seed, a
+    digest of the data) keys its folder (``io.Checkpoints``), so another configuration never resumes it.
     """
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     ema = copy.deepcopy(model).requires_grad_(False).eval() if ema_decay is not None else None
-    fp, start = json.dumps(fingerprint, sort_keys=True), 0
-    ck = load_checkpoint(checkpoint_path) if checkpoint_path is not None else None
+    ckpts = Checkpoints(checkpoint_path, fingerprint) if checkpoint_path is not None else None
+    ck, start = (ckpts.load() if ckpts is not None else None), 0
     if ck is not None:
-        if ck["fingerprint"] != fp:
-            raise ValueError(f"checkpoint {checkpoint_path} was written by another configuration:\n"
-                             f"{ck['fingerprint']}\nvs\n{fp}")
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["opt"])
         gen.set_state(ck["rng"])
@@ -110,11 +106,10 @@ def _train(model: torch.nn.Module, loss_fn: Callable[[], tuple[torch.Tensor, dic
         start = ck["step"]
 
     def save(step: int) -> None:
-        state = {"step": step, "fingerprint": fp, "model": model.state_dict(), "opt": opt.state_dict(),
-                 "rng": gen.get_state()}
+        state = {"step": step, "model": model.state_dict(), "opt": opt.state_dict(), "rng": gen.get_state()}
         if ema is not None:
             state["ema"] = ema.state_dict()
-        save_checkpoint(checkpoint_path, state)  # a directory: safetensors + JSON, atomic
+        ckpts.save(state)  # a directory: safetensors + JSON, atomic
 
     model.train()
     bar = tqdm(range(start, steps), desc=desc, file=sys.stderr, disable=not progress, leave=False,
@@ -185,7 +180,7 @@ def train_vae(images: torch.Tensor, cfg: VAEConfig, seed: int, on_step: OnStep |
         kl = post.kl().mean() / post.mean[0].numel()  # kl() sums over latent elements
         return mse + cfg.kl_weight * kl, {"mse": mse.item(), "kl": kl.item()}
 
-    fingerprint = {"kind": "vae", "cfg": asdict(cfg), "seed": seed, "data": list(images.shape)}
+    fingerprint = {"kind": "vae", "cfg": asdict(cfg), "seed": seed, "data": tensor_digest(images)}
     _train(vae, loss_fn, steps=cfg.steps, lr=cfg.lr, warmup=cfg.warmup_steps, weight_decay=0.0, gen=gen,
            fingerprint=fingerprint, ema_decay=None, checkpoint_path=checkpoint_path,
            checkpoint_every=checkpoint_every, on_step=on_step, desc="vae", progress=progress)
@@ -256,7 +251,7 @@ def train_dit(latents_mean: torch.Tensor, latents_std: torch.Tensor, labels: tor
         return diffusion_loss(out, z0, z_t, t, noise, sched)
 
     fingerprint = {"kind": "dit", "cfg": asdict(cfg), "seed": seed, "num_classes": num_classes,
-                   "data": list(latents_mean.shape)}
+                   "data": tensor_digest(latents_mean, latents_std, labels)}
     ema = _train(model, loss_fn, steps=cfg.steps, lr=cfg.lr, warmup=cfg.warmup_steps,
                  weight_decay=cfg.weight_decay, gen=gen, fingerprint=fingerprint, ema_decay=cfg.ema_decay,
                  checkpoint_path=checkpoint_path, checkpoint_every=checkpoint_every, on_step=on_step, desc="dit",

@@ -163,7 +163,18 @@ def sample_latents(dit, labels: torch.Tensor, *, steps: int = 50, guidance: floa
             x = ancestral_step(x, eps, v, k, noise[:, i + 1] if i + 1 < steps else None)
         out.append(x.cpu())
     dit.train(was_training)
-    return torch.cat(out) if out else torch.empty(0, c, s, s)
+    z = torch.cat(out) if out else torch.empty(0, c, s, s)
+    if not torch.isfinite(z).all():
+        raise FloatingPointError(f"sampling produced non-finite latents ({int((~torch.isfinite(z)).sum())} values; "
+                                 f"guidance {guidance}, {steps} steps): the generator or its settings are broken")
+    return z
+
+
+def require_varied(images: torch.Tensor, what: str) -> None:
+    """Refuse a degenerate image set (N, C, H, W): every pixel of every image one value (e.g. all black)."""
+    if len(images) and int(images.max()) == int(images.min()):
+        raise ValueError(f"{what} is degenerate: every pixel of all {len(images)} images equals "
+                         f"{int(images.min())}; nothing was saved")
 
 
 def sample_images(dit, vae, labels: torch.Tensor, *, vae_batch_size: int = 64, **kwargs) -> torch.Tensor:

@@ -423,7 +423,8 @@ def render_diversity(cfg: dict, diversity: list[dict]) -> str:
             for ipc in cfg["ipc"]:
                 vals = []
                 for m in methods:
-                    xs = np.array([scale * v[key] for v in groups.get((d, m, str(ipc)), [])])
+                    # similarity is undefined (None) for sets with one image per class
+                    xs = np.array([scale * v[key] for v in groups.get((d, m, str(ipc)), []) if v[key] is not None])
                     ddof = 1 if len(xs) > 1 else 0
                     digits = 3 if key == "similarity" else 1  # fixed decimals: a zero spread prints as 0
                     vals.append("–" if len(xs) == 0 else f"{xs.mean():.{digits}f} ± {xs.std(ddof=ddof):.{digits}f}")

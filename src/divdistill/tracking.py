@@ -11,7 +11,9 @@ from SQLite's lock timeout.
 
 from __future__ import annotations
 
+import math
 import os
+import socket
 import subprocess
 import time
 from contextlib import contextmanager
@@ -41,8 +43,89 @@ def _retry(fn, *args, attempts: int = 20, **kwargs):
             time.sleep(0.2 * (i + 1))
 
 
-def init_tracking(cfg: dict) -> dict[str, str]:
-    """Create the database and every stage's experiment; return name -> id."""
+class TrackingError(RuntimeError):
+    pass
+
+
+def _sqlite_path(uri: str) -> Path | None:
+    """The database file of a ``sqlite:///relative`` or ``sqlite:////absolute`` URI; None otherwise."""
+    prefix = "sqlite:///"
+    return Path(uri[len(prefix):]) if uri.startswith(prefix) and uri[len(prefix):] not in ("", ":memory:") else None
+
+
+def _database_problem(path: Path) -> str | None:
+    """Why an existing file is not an MLflow database: empty, not SQLite, unreadable, or without runs table."""
+    import sqlite3
+
+    if path.stat().st_size == 0:
+        return "is empty (0 bytes)"
+    with open(path, "rb") as f:
+        if f.read(16) != b"SQLite format 3\0":
+            return "is not an SQLite database"
+    try:
+        con = sqlite3.connect(f"file:{path.resolve()}?mode=ro", uri=True)
+    except sqlite3.Error as e:
+        return f"cannot be opened ({e})"
+    try:
+        tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        check = con.execute("PRAGMA quick_check").fetchall()
+    except sqlite3.DatabaseError as e:
+        return f"is malformed ({e})"
+    finally:
+        con.close()
+    if check != [("ok",)]:
+        return f"is malformed (SQLite integrity check: {check[0][0]})"
+    return None if "runs" in tables else "holds no MLflow tables"
+
+
+def results_with_runs(results="results", limit: int = 3) -> list[Path]:
+    """Up to ``limit`` result files under ``results`` that name an MLflow run (``run_id``)."""
+    import json
+
+    found = []
+    root = Path(results)
+    for path in sorted(root.rglob("*.json")) if root.is_dir() else []:
+        if "history" in path.relative_to(root).parts[:1]:
+            continue
+        try:
+            if "run_id" in json.loads(path.read_text()):
+                found.append(path)
+        except (OSError, ValueError):
+            continue
+        if len(found) >= limit:
+            break
+    return found
+
+
+def check_database(cfg: dict, results=None) -> None:
+    """Refuse to start a new run history over an old one: the SQLite file of ``tracking_uri`` must be a
+    readable MLflow database, or absent/empty only while no result file under ``results`` (default: the
+    ``results`` folder beside the database, the project root) names a run. Raises TrackingError naming
+    the file and what to do."""
+    path = _sqlite_path(cfg["tracking_uri"])
+    if path is None:
+        return
+    results = Path(results) if results is not None else path.parent / "results"
+    problem = "does not exist" if not path.exists() else _database_problem(path)
+    if problem is None:
+        return
+    refs = results_with_runs(results)
+    fresh = problem in ("does not exist", "is empty (0 bytes)")
+    if fresh and not refs:
+        return  # a new project: MLflow creates its tables
+    msg = f"the MLflow database {path} {problem}"
+    if refs:
+        msg += (f", but result files refer to runs in it (e.g. {', '.join(map(str, refs))}). Restore {path} "
+                f"from a backup (or from where it was copied), or move it and {results}/ aside to start a new "
+                "history; nothing was run")
+    else:
+        msg += f". Move it aside (or restore it from a backup) and start again; nothing was run"
+    raise TrackingError(msg)
+
+
+def init_tracking(cfg: dict, results=None) -> dict[str, str]:
+    """Check the database (``check_database``), create it and every stage's experiment; return name -> id."""
+    check_database(cfg, results)
     client = _client(cfg["tracking_uri"])
     root = Path(cfg["artifact_root"]).resolve()
     ids = {}
@@ -56,20 +139,67 @@ def init_tracking(cfg: dict) -> dict[str, str]:
     return ids
 
 
-def close_stale_runs(cfg: dict) -> int:
-    """Mark KILLED every divdistill run still RUNNING; returns how many. Called when a workflow starts
-    (Snakemake locks the project, so no job of this project is running then): a job killed with
-    SIGKILL, or whose machine died, never ended its run, and it would otherwise show RUNNING forever."""
+# Each run records the process that owns it, so a later workflow can tell a live run from one whose
+# job was killed outright (SIGKILL, a lost machine) and never ended it.
+OWNER_TAGS = ("divdistill.host", "divdistill.pid", "divdistill.pid_start")
+
+
+def _process_start(pid: int) -> str | None:
+    """The process's start time in clock ticks since boot (/proc/<pid>/stat field 22): tells a reused pid."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat[stat.rindex(")") + 2:].split()[19]
+
+
+def owner_tags() -> dict[str, str]:
+    pid = os.getpid()
+    return dict(zip(OWNER_TAGS, (socket.gethostname(), str(pid), str(_process_start(pid)))))
+
+
+def owner_alive(tags: dict) -> bool | None:
+    """Whether the process that started a run still runs: True/False on this host, None when the run was
+    started on another host (or before runs recorded their owner for the host part)."""
+    host, pid, start = (tags.get(k) for k in OWNER_TAGS)
+    if pid is None:
+        return False  # a run of a version that did not record its owner: nothing can own it now
+    if host != socket.gethostname():
+        return None
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # alive, another user's
+    now = _process_start(int(pid))
+    return now is not None and (start in (None, "None") or now == start)
+
+
+def close_stale_runs(cfg: dict) -> tuple[int, int]:
+    """Mark KILLED every divdistill run still RUNNING whose process is gone; returns (closed, left).
+
+    Called when a workflow starts. Snakemake only locks overlapping outputs, so another workflow may be
+    running jobs in this project right now: a run is closed only when it was started on this host and
+    its process (pid and start time) no longer exists. Runs started on other hosts (cluster jobs) are
+    left alone and counted in ``left``."""
     client = _client(cfg["tracking_uri"])
     ids = [e.experiment_id for stage in STAGES
            if (e := _retry(client.get_experiment_by_name, experiment_name(cfg["experiment_prefix"], stage)))]
     if not ids:
-        return 0
-    stale = _retry(client.search_runs, ids, filter_string="attributes.status = 'RUNNING'", max_results=10000)
-    for run in stale:
-        _retry(client.set_tag, run.info.run_id, "divdistill.closed", "found RUNNING when a later workflow started")
-        _retry(client.set_terminated, run.info.run_id, status="KILLED")
-    return len(stale)
+        return 0, 0
+    running = _retry(client.search_runs, ids, filter_string="attributes.status = 'RUNNING'", max_results=10000)
+    closed = left = 0
+    for run in running:
+        alive = owner_alive(run.data.tags)
+        if alive is False:
+            _retry(client.set_tag, run.info.run_id, "divdistill.closed",
+                   "found RUNNING with its process gone when a later workflow started")
+            _retry(client.set_terminated, run.info.run_id, status="KILLED")
+            closed += 1
+        elif alive is None:
+            left += 1
+    return closed, left
 
 
 def git_commit() -> str:
@@ -104,7 +234,11 @@ class Run:
         from mlflow.entities import Metric
 
         ts = int(time.time() * 1000)
-        self._buffer += [Metric(k, float(v), ts, step) for k, v in metrics.items() if v is not None]
+        values = {k: float(v) for k, v in metrics.items() if v is not None}  # None: undefined, not logged
+        if bad := [k for k, v in values.items() if not math.isfinite(v)]:
+            raise ValueError(f"non-finite metric(s) {', '.join(f'{k}={values[k]}' for k in bad)} in run "
+                             f"{self.run_id}: a job never records nan/inf as a result")
+        self._buffer += [Metric(k, v, ts, step) for k, v in values.items()]
         if time.monotonic() - self._last > self.flush_s:
             self.flush()
 
@@ -132,7 +266,7 @@ def start_run(cfg: dict, stage: str, run_name: str, params: dict, tags: dict | N
         raise RuntimeError(f"MLflow experiment {name!r} does not exist in {cfg['tracking_uri']}: "
                            "run through Snakemake (its onstart creates it) or `divdistill init-tracking`")
     all_tags = {"mlflow.source.git.commit": git_commit(), "stage": stage,
-                "rule": os.environ.get("DIVDISTILL_RULE", stage), **(tags or {})}
+                "rule": os.environ.get("DIVDISTILL_RULE", stage), **owner_tags(), **(tags or {})}
     run = _retry(client.create_run, exp.experiment_id, run_name=run_name,
                  tags={k: str(v) for k, v in all_tags.items()})
     run_id = run.info.run_id

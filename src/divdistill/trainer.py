@@ -18,11 +18,9 @@ two runs with the same seed and thread count are bit-identical.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import random
-import shutil
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -34,7 +32,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from .augment import AugmentConfig, augment_batch, cutmix, test_transform
-from .io import load_checkpoint, save_checkpoint
+from .io import Checkpoints, tensor_digest
 from .losses import require_finite
 
 
@@ -97,11 +95,12 @@ def evaluate(net: nn.Module, x: torch.Tensor, y: torch.Tensor, resolution: int, 
     return correct / len(y)
 
 
-def _fingerprint(cfg: TrainConfig, seed: int, net: nn.Module, train_x, test_x) -> str:
-    """What a checkpoint must agree on to be resumed: the schedule, the seed, the network, the data."""
-    return json.dumps({"cfg": repr(cfg), "seed": seed, "net": type(net).__name__,
-                       "params": sum(p.numel() for p in net.parameters()),
-                       "train": list(train_x.shape), "test": list(test_x.shape)}, sort_keys=True)
+def _fingerprint(cfg: TrainConfig, seed: int, net: nn.Module, train_x, train_y, test_x, test_y) -> dict:
+    """What a checkpoint must agree on to be resumed (it keys the checkpoint folder): the schedule, the
+    seed, the network and its initial weights, the data."""
+    return {"cfg": repr(cfg), "seed": seed, "net": type(net).__name__,
+            "weights": tensor_digest(*net.state_dict().values()),
+            "train": tensor_digest(train_x, train_y), "test": tensor_digest(test_x, test_y)}
 
 
 def train_and_test(net: nn.Module, train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor,
@@ -117,7 +116,9 @@ def train_and_test(net: nn.Module, train_x: torch.Tensor, train_y: torch.Tensor,
     ``on_epoch(epoch, metrics)`` is called after every epoch with that epoch's curve entry minus 'epoch'.
     With ``checkpoint_dir`` and ``checkpoint_every`` > 0, the network, optimiser, schedule, generator
     and curve are saved every that many epochs; a run finding a checkpoint resumes after its epoch
-    and ends with the result of an uninterrupted run (bit-identical on CPU); the checkpointed epochs
+    and ends with the result of an uninterrupted run (bit-identical on CPU); the folder is keyed by the
+    configuration, initial weights and data (``io.Checkpoints``), so another configuration's checkpoint
+    is never resumed; the checkpointed epochs
     are passed to ``on_epoch`` again first, so a fresh MLflow run still holds the whole curve.
     """
     device = torch.device(device)
@@ -129,12 +130,10 @@ def train_and_test(net: nn.Module, train_x: torch.Tensor, train_y: torch.Tensor,
     aug, n = cfg.augment, len(train_y)
 
     curve, best_acc, best_epoch, start = [], -1.0, 0, 1
-    fp = _fingerprint(cfg, seed, net, train_x, test_x)
-    ck = load_checkpoint(checkpoint_dir) if checkpoint_dir is not None and checkpoint_every > 0 else None
-    if ck is not None and ck["fingerprint"] != fp:
-        # another configuration's leftover (a killed run whose params changed since): not resumable
-        print(f"ignoring checkpoint in {checkpoint_dir}: written by another configuration", file=sys.stderr)
-        ck = None
+    ckpts = None
+    if checkpoint_dir is not None and checkpoint_every > 0:
+        ckpts = Checkpoints(checkpoint_dir, _fingerprint(cfg, seed, net, train_x, train_y, test_x, test_y))
+    ck = ckpts.load() if ckpts is not None else None
     if ck is not None:
         net.load_state_dict(ck["net"])
         opt.load_state_dict(ck["opt"])
@@ -175,16 +174,16 @@ def train_and_test(net: nn.Module, train_x: torch.Tensor, train_y: torch.Tensor,
                 best_acc, best_epoch = row["test_acc"], epoch
             bar.set_postfix(loss=f"{row['train_loss']:.3f}", test=f"{row['test_acc']:.3f}")
         curve.append(row)
-        if checkpoint_dir is not None and checkpoint_every > 0 and epoch % checkpoint_every == 0 and epoch < cfg.epochs:
-            save_checkpoint(checkpoint_dir, {"step": epoch, "fingerprint": fp, "net": net.state_dict(),
+        if ckpts is not None and epoch % checkpoint_every == 0 and epoch < cfg.epochs:
+            ckpts.save({"step": epoch, "net": net.state_dict(),
                                              "opt": opt.state_dict(), "sched": sched.state_dict(),
                                              "rng": g.get_state(), "curve": curve, "best_acc": best_acc,
                                              "best_epoch": best_epoch})
         if on_epoch is not None:
             on_epoch(epoch, {k: v for k, v in row.items() if k != "epoch"})
     bar.close()
-    if checkpoint_dir is not None and checkpoint_every > 0:
-        shutil.rmtree(checkpoint_dir, ignore_errors=True)  # done: the caller writes the result
+    if ckpts is not None:
+        ckpts.clear()  # done: the caller writes the result
 
     return {"test_acc": curve[-1]["test_acc"], "best_test_acc": best_acc, "best_epoch": best_epoch,
             "train_loss": curve[-1]["train_loss"], "curve": curve}

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 from diffusers import AutoencoderKL, DiTTransformer2DModel
+from safetensors import safe_open
 
 WEIGHTS_STEM = "diffusion_pytorch_model"
 
@@ -69,8 +70,21 @@ def locate(role: str, path) -> tuple[Path | None, list[str]]:
     folder = path if (path / "config.json").is_file() else path / r.subfolder
     if not (folder / "config.json").is_file():
         return None, [f"{path}: no config.json (nor {r.subfolder}/config.json): not a diffusers model folder; {fetch}"]
-    if _weights_format(folder) is None:
+    fmt = _weights_format(folder)
+    if fmt is None:
         return None, [f"{folder}: config.json but no {WEIGHTS_STEM}.safetensors/.bin (incomplete download?); {fetch}"]
+    try:
+        json.loads((folder / "config.json").read_text())
+    except (OSError, ValueError) as e:
+        return None, [f"{folder / 'config.json'}: unreadable ({e}); {fetch}"]
+    safe, variant = fmt
+    single = folder / f"{WEIGHTS_STEM}{'.' + variant if variant else ''}.safetensors"
+    if safe and single.is_file():  # the header only: cheap, and a truncated or foreign file fails here
+        try:
+            with safe_open(str(single), framework="pt") as f:
+                f.keys()
+        except Exception as e:  # safetensors raises its own SafetensorError
+            return None, [f"{single}: weights file unreadable ({e}; truncated download?); {fetch}"]
     return folder, []
 
 

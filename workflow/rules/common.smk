@@ -1,15 +1,16 @@
 # Validation, grid enumeration, input functions and wildcard constraints.
 import json
 import os
-import shlex
 
 from snakemake.utils import validate
 
 from divdistill import config as dd
 
-# Types, ranges and unknown keys first (the schema), then relations between keys.
-validate(config, "../schemas/params.schema.yaml")
+# nan/inf first (no schema bound rejects them), then types, ranges and unknown keys (the schema),
+# then relations between keys.
 try:
+    dd.check_finite(config)
+    validate(config, "../schemas/params.schema.yaml")
     dd.check(config)
 except dd.ConfigError as e:
     raise ValueError(str(e)) from None
@@ -19,6 +20,9 @@ TABLES = list(config["tables"])
 # Jobs find the MLflow settings in their environment rather than in params;
 # changing where runs are logged must not re-run the experiments.
 os.environ.update(DIVDISTILL_TRACKING=json.dumps(config["mlflow"]))
+# Every finished output is also hard-linked under results/history/<output>/<MLflow run id> (io.keep):
+# Snakemake deletes an output before re-running its job, and a rerun that fails must not lose it.
+os.environ.update(DIVDISTILL_HISTORY="results/history")
 
 
 def all_targets():
@@ -62,8 +66,14 @@ SWEEP_PLOTS = [directory(SWEEP_PLOTS_DIR)] if config.get("sweeps") else []
 
 
 def as_arg(obj):
-    """A JSON shell argument; as a rule param its value drives Snakemake's params trigger."""
-    return shlex.quote(json.dumps(obj, sort_keys=True))
+    """A JSON argument (shell lines quote it with :q); as a rule param its value drives Snakemake's
+    params trigger."""
+    return json.dumps(obj, sort_keys=True)
+
+
+def data_dir(wildcards):
+    """A dataset's prepared folder (the prepare rule's outputs live in it)."""
+    return f"results/data/{wildcards.dataset}"
 
 
 def prepare_params(wildcards):

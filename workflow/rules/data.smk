@@ -6,6 +6,7 @@ rule prepare:
         test="results/data/{dataset}/test.safetensors",
     params:
         data=prepare_params,
+        out=data_dir,
     conda:
         "../envs/divdistill.yaml"
     priority: 60  # seconds each; the pretraining chain waits on them
@@ -15,5 +16,5 @@ rule prepare:
         mem_mb=2000,
         runtime=10,
     shell:
-        "divdistill prepare --dataset {wildcards.dataset} "
-        "--params {params.data} --out results/data/{wildcards.dataset} 2> {log}"
+        "divdistill prepare --dataset {wildcards.dataset:q} "
+        "--params {params.data:q} --out {params.out:q} 2> {log:q}"

@@ -7,7 +7,8 @@ rule evaluate:
     params:
         cell=eval_cell,
         hp=eval_params,
-        distilled=lambda wc, input: f"--distilled {input.distilled}" if "distilled" in input.keys() else "",
+        data=data_dir,
+        distilled=lambda wc, input: ["--distilled", input.distilled] if "distilled" in input.keys() else [],
         # outside the output: Snakemake deletes a failed job's output, a checkpoint must survive
         checkpoints="results/checkpoints/evaluate/{dataset}/{method}/ipc{ipc}/{model}/distill{distill_seed}-seed{seed}",
         every=config["evaluate"].get("checkpoint_every", 0),
@@ -23,7 +24,7 @@ rule evaluate:
         runtime=60,
         gpu=0,
     shell:
-        "divdistill evaluate --data results/data/{wildcards.dataset} "
-        "{params.distilled} --cell {params.cell} --params {params.hp} --threads {threads} "
-        "--checkpoints {params.checkpoints} --checkpoint-every {params.every} "
-        "--out {output} 2> {log}"
+        "divdistill evaluate --data {params.data:q} "
+        "{params.distilled:q} --cell {params.cell:q} --params {params.hp:q} --threads {threads} "
+        "--checkpoints {params.checkpoints:q} --checkpoint-every {params.every:q} "
+        "--out {output:q} 2> {log:q}"

@@ -15,7 +15,7 @@ rule figure1:
         stats="reports/figures/figure1.json",
     params:
         vae=GEN["vae"],
-        sets=lambda wc, input: " ".join(f"{m}={input[m]}" for m in FIGURE1["methods"]),
+        sets=lambda wc, input: [f"{m}={input[m]}" for m in FIGURE1["methods"]],
         ipc=max(config["ipc"]),
         data=lambda wc, input: os.path.dirname(input.meta),
     threads: 1
@@ -28,6 +28,6 @@ rule figure1:
         runtime=10,
         gpu=1,
     shell:
-        "divdistill figure1 --data {params.data} --vae {params.vae} --cache {input.cache} "
-        "--distilled {params.sets} --ipc {params.ipc} --png {output.png} --pdf {output.pdf} "
-        "--stats {output.stats} 2> {log}"
+        "divdistill figure1 --data {params.data:q} --vae {params.vae:q} --cache {input.cache:q} "
+        "--distilled {params.sets:q} --ipc {params.ipc:q} --png {output.png:q} --pdf {output.pdf:q} "
+        "--stats {output.stats:q} 2> {log:q}"

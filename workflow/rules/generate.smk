@@ -24,8 +24,8 @@ if GEN["pretrain"]:
             mem_mb=4000,
             runtime=30,
         shell:
-            "divdistill pretrain-vae --data {params.data} --params {params.p} "
-            "--out {output} --checkpoints results/checkpoints/pretrain --threads {threads} 2> {log}"
+            "divdistill pretrain-vae --data {params.data:q} --params {params.p:q} "
+            "--out {output:q} --checkpoints results/checkpoints/pretrain --threads {threads} 2> {log:q}"
 
     rule pretrain_dit:
         """Demo stand-in for DiT-XL/2: a small class-conditional learned-variance DiT."""
@@ -50,9 +50,9 @@ if GEN["pretrain"]:
             mem_mb=4000,
             runtime=60,
         shell:
-            "divdistill pretrain-dit --data {params.data} --vae {input.vae} "
-            "--params {params.p} --out {output} --checkpoints results/checkpoints/pretrain "
-            "--threads {threads} 2> {log}"
+            "divdistill pretrain-dit --data {params.data:q} --vae {input.vae:q} "
+            "--params {params.p:q} --out {output:q} --checkpoints results/checkpoints/pretrain "
+            "--threads {threads} 2> {log:q}"
 
 
 rule encode:
@@ -64,6 +64,7 @@ rule encode:
         "results/latents/{dataset}.safetensors",
     params:
         vae=GEN["vae"],
+        data=data_dir,
     priority: 40  # on the critical path: start before the evaluations
     threads: config["finetune"]["threads"]
     conda:
@@ -75,8 +76,8 @@ rule encode:
         runtime=30,
         gpu=1,
     shell:
-        "divdistill encode --data results/data/{wildcards.dataset} --vae {params.vae} --out {output} "
-        "--threads {threads} 2> {log}"
+        "divdistill encode --data {params.data:q} --vae {params.vae:q} --out {output:q} "
+        "--threads {threads} 2> {log:q}"
 
 
 rule finetune:
@@ -91,6 +92,7 @@ rule finetune:
         method=dd.finetuned_method_pattern(),
     params:
         p=finetune_params,
+        data=data_dir,
         vae=GEN["vae"],
         dit=GEN["dit"],
         # outside the output: Snakemake deletes a failed job's output, a checkpoint must survive
@@ -108,9 +110,10 @@ rule finetune:
         runtime=600,
         gpu=1,
     shell:
-        "divdistill finetune --data results/data/{wildcards.dataset} --vae {params.vae} --dit {params.dit} "
-        "--method {wildcards.method} --distill-seed {wildcards.distill_seed} --params {params.p} "
-        "--cache {input.cache} --checkpoints {params.checkpoints} --out {output} --threads {threads} 2> {log}"
+        "divdistill finetune --data {params.data:q} --vae {params.vae:q} --dit {params.dit:q} "
+        "--method {wildcards.method:q} --distill-seed {wildcards.distill_seed:q} --params {params.p:q} "
+        "--cache {input.cache:q} --checkpoints {params.checkpoints:q} --out {output:q} --threads {threads} "
+        "2> {log:q}"
 
 
 rule sample:
@@ -129,9 +132,10 @@ rule sample:
     params:
         p=as_arg({k: v for k, v in config["sample"].items() if k != "threads"}),
         max_ipc=max(config["ipc"]),
+        data=data_dir,
         vae=GEN["vae_decoder"],
         dit=generator_dir,
-        seeds=" ".join(str(s) for s in config["seeds"]),
+        seeds=config["seeds"],
     priority: 20  # on the critical path: start before the evaluations
     threads: config["sample"]["threads"]
     conda:
@@ -145,7 +149,7 @@ rule sample:
         runtime=120,
         gpu=1,
     shell:
-        "divdistill sample --data results/data/{wildcards.dataset} --vae {params.vae} --dit {params.dit} "
-        "--method {wildcards.method} --distill-seed {wildcards.distill_seed} --seeds {params.seeds} "
-        "--max-ipc {params.max_ipc} --params {params.p} --out {output.distilled} --grid {output.grid} "
-        "--threads {threads} 2> {log}"
+        "divdistill sample --data {params.data:q} --vae {params.vae:q} --dit {params.dit:q} "
+        "--method {wildcards.method:q} --distill-seed {wildcards.distill_seed:q} --seeds {params.seeds:q} "
+        "--max-ipc {params.max_ipc:q} --params {params.p:q} --out {output.distilled:q} --grid {output.grid:q} "
+        "--threads {threads} 2> {log:q}"

@@ -29,7 +29,8 @@ rule render:
     params:
         spec=as_arg({k: config[k] for k in ("tables", "ipc", "seeds", "distill_seeds", "sweeps", "finetune")
                      if k in config}),
-        grids=" ".join(f"{src}={dst}" for dst, src in GRIDS.items()),
+        grids=[f"{src}={dst}" for dst, src in GRIDS.items()],
+        sweep_plots=lambda wildcards: SWEEP_PLOTS_DIR,  # Figure 4's CSVs, also without sweeps (then unused)
     conda:
         "../envs/divdistill.yaml"
     log:
@@ -38,7 +39,7 @@ rule render:
         mem_mb=1000,
         runtime=5,
     shell:
-        "divdistill render --spec {params.spec} --results {input.results} --diversity {input.diversity} "
-        "--grids {params.grids} --tables reports/tables "
-        f"--metrics {{output.metrics}} --plots {{output.plots}} --sweep-plots {SWEEP_PLOTS_DIR} "
-        "--tracking \"$DIVDISTILL_TRACKING\" 2> {log}"
+        "divdistill render --spec {params.spec:q} --results {input.results:q} --diversity {input.diversity:q} "
+        "--grids {params.grids:q} --tables reports/tables "
+        "--metrics {output.metrics:q} --plots {output.plots:q} --sweep-plots {params.sweep_plots:q} "
+        "--tracking \"$DIVDISTILL_TRACKING\" 2> {log:q}"

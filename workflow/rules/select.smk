@@ -6,6 +6,7 @@ rule features:
         directory("results/features/{dataset}"),
     params:
         p=features_params,
+        data=data_dir,
     threads: config["baselines"]["threads"]
     conda:
         "../envs/divdistill.yaml"
@@ -16,8 +17,8 @@ rule features:
         runtime=120,
         gpu=1,
     shell:
-        "divdistill features --data results/data/{wildcards.dataset} --params {params.p} --out {output} "
-        "--threads {threads} 2> {log}"
+        "divdistill features --data {params.data:q} --params {params.p:q} --out {output:q} "
+        "--threads {threads} 2> {log:q}"
 
 
 rule select:
@@ -31,7 +32,8 @@ rule select:
         method="|".join(dd.SELECTION_METHODS),
     params:
         max_ipc=max(config["ipc"]),
-        features=lambda wc, input: f"--features {input.features}" if "features" in input.keys() else "",
+        data=data_dir,
+        features=lambda wc, input: ["--features", input.features] if "features" in input.keys() else [],
     threads: config["baselines"]["threads"]
     conda:
         "../envs/divdistill.yaml"
@@ -41,9 +43,9 @@ rule select:
         mem_mb=2000,
         runtime=10,
     shell:
-        "divdistill select --method {wildcards.method} "
-        "--data results/data/{wildcards.dataset} --seed {wildcards.seed} --max-ipc {params.max_ipc} "
-        "{params.features} --threads {threads} --out {output} 2> {log}"
+        "divdistill select --method {wildcards.method:q} "
+        "--data {params.data:q} --seed {wildcards.seed:q} --max-ipc {params.max_ipc:q} "
+        "{params.features:q} --threads {threads} --out {output:q} 2> {log:q}"
 
 
 rule dm:
@@ -54,6 +56,7 @@ rule dm:
         "results/distilled/{dataset}/dm/ipc{ipc}/distill0-seed{seed}.safetensors",
     params:
         p=dm_params,
+        data=data_dir,
     threads: config["baselines"]["threads"]
     conda:
         "../envs/divdistill.yaml"
@@ -66,8 +69,8 @@ rule dm:
         runtime=240,
         gpu=1,
     shell:
-        "divdistill dm --data results/data/{wildcards.dataset} --ipc {wildcards.ipc} --seed {wildcards.seed} "
-        "--params {params.p} --out {output} --threads {threads} 2> {log}"
+        "divdistill dm --data {params.data:q} --ipc {wildcards.ipc:q} --seed {wildcards.seed:q} "
+        "--params {params.p:q} --out {output:q} --threads {threads} 2> {log:q}"
 
 
 rule diversity:
@@ -83,8 +86,9 @@ rule diversity:
     output:
         expand("results/diversity/{{dataset}}/{{method}}/distill{{distill_seed}}-seed{seed}.json", seed=config["seeds"]),
     params:
+        data=data_dir,
         vae=GEN["vae"],
-        ipc=" ".join(str(i) for i in config["ipc"]),
+        ipc=config["ipc"],
     conda:
         "../envs/divdistill.yaml"
     log:
@@ -93,5 +97,5 @@ rule diversity:
         mem_mb=4000,
         runtime=10,
     shell:
-        "divdistill diversity --data results/data/{wildcards.dataset} --vae {params.vae} --cache {input.cache} "
-        "--distilled {input.distilled} --ipc {params.ipc} --out {output} 2> {log}"
+        "divdistill diversity --data {params.data:q} --vae {params.vae:q} --cache {input.cache:q} "
+        "--distilled {input.distilled:q} --ipc {params.ipc:q} --out {output:q} 2> {log:q}"
