@@ -43,12 +43,49 @@ def test_norm_is_instance_norm(name):
     assert norms and all(type(m) is nn.GroupNorm and m.num_groups == m.num_channels and m.affine for m in norms)
 
 
+def _layers(seq):
+    """A stem as (type, the arguments that define it) per layer."""
+    out = []
+    for m in seq:
+        if isinstance(m, nn.Conv2d):
+            out.append(("conv", m.in_channels, m.out_channels, m.kernel_size[0], m.stride[0], m.padding[0],
+                        m.bias is not None))
+        elif isinstance(m, nn.GroupNorm):
+            out.append(("instance_norm", m.num_groups, m.num_channels))
+        elif isinstance(m, (nn.AvgPool2d, nn.MaxPool2d)):
+            out.append((type(m).__name__, m.kernel_size, m.stride, m.padding))
+        else:
+            out.append((type(m).__name__,))
+    return out
+
+
+def test_resnet_stems_are_idcs_intro_block():
+    """IDC models/resnet_ap.py IntroBlock (L49-77): 'large' (> 128 px) conv7x7 stride 1 pad 3, no bias,
+    IN, ReLU, AvgPool2d(4, 4); 'mid' (65..128) conv3x3 s1 + AvgPool2d(2, 2); 'small' (<= 64) conv3x3 s1,
+    no pool. IDC models/resnet.py IntroBlock (L25-45): conv7x7 s2 + MaxPool(3, 2, 1) large, conv3x3 s1 +
+    the same max pool mid."""
+    w = 8
+    norm_relu = [("instance_norm", w, w), ("ReLU",)]
+    expected = {
+        ("resnetap10", 224): [("conv", 3, w, 7, 1, 3, False), *norm_relu, ("AvgPool2d", 4, 4, 0)],
+        ("resnetap10", 96): [("conv", 3, w, 3, 1, 1, False), *norm_relu, ("AvgPool2d", 2, 2, 0)],
+        ("resnetap10", 32): [("conv", 3, w, 3, 1, 1, False), *norm_relu],
+        ("resnet18", 224): [("conv", 3, w, 7, 2, 3, False), *norm_relu, ("MaxPool2d", 3, 2, 1)],
+        ("resnet18", 96): [("conv", 3, w, 3, 1, 1, False), *norm_relu, ("MaxPool2d", 3, 2, 1)],
+        ("resnet18", 32): [("conv", 3, w, 3, 1, 1, False), *norm_relu],
+    }
+    for (name, res), layers in expected.items():
+        net = build_net(name, num_classes=5, channels=3, resolution=res, width=w)
+        assert _layers(net.stem) == layers, (name, res)
+    stem = build_net("resnetap10", num_classes=5, channels=3, resolution=224, width=w).stem
+    assert stem(torch.zeros(1, 3, 224, 224)).shape == (1, w, 56, 56)  # as IDC: 224 / 4
+
+
 def test_resnetap_downsamples_by_average_pooling():
     net = build_net("resnetap10", num_classes=5, channels=3, resolution=32, width=8)
     assert all(m.stride == (1, 1) for m in net.modules() if isinstance(m, nn.Conv2d))
     assert any(isinstance(m, nn.AvgPool2d) for m in net.modules())
     r18 = build_net("resnet18", num_classes=5, channels=3, resolution=224, width=8)
-    assert r18.stem[0].kernel_size == (7, 7) and r18.stem[0].stride == (2, 2)
     assert sum(isinstance(m, nn.Conv2d) and m.kernel_size == (3, 3) for m in r18.modules()) == 16
 
 
@@ -88,10 +125,26 @@ def test_augment_same_seed_same_batch():
     assert not torch.equal(a, augment_batch(x, 24, AugmentConfig(), gen(4)))
 
 
-def test_test_transform():
-    x = images(n=2, side=256)
-    torch.testing.assert_close(test_transform(x, 224), normalize(x[..., 16:240, 16:240].float() / 255))
-    assert test_transform(images(n=2, side=512), 224).shape == (2, 3, 224, 224)  # resize 256, crop 224
+def test_test_transform_is_minimax_resize_then_centre_crop():
+    """Minimax data.py L302-304 (size 224): Resize(224) + CenterCrop(224). A stored 256 px image is
+    resized whole to 224 (its 16 px white frame survives as a 14 px frame), not cropped to its centre;
+    a 256 x 320 image of 32 px stripes becomes 224 x 280 (28 px stripes) and loses 28 px each side."""
+    plain = AugmentConfig(mean=(0.0,), std=(1.0,))  # identity normalisation: pixels in [0, 1]
+    framed = torch.zeros(1, 1, 256, 256, dtype=torch.uint8)
+    framed[..., :16, :], framed[..., -16:, :], framed[..., :, :16], framed[..., :, -16:] = 255, 255, 255, 255
+    out = test_transform(framed, 224, plain)[0, 0]
+    assert out.shape == (224, 224)
+    near = lambda a, v: bool(((a - v).abs() < 1e-6).all())  # noqa: E731 (interpolation weights sum to 1 +- ulp)
+    assert near(out[:13], 1) and near(out[:, :13], 1) and near(out[-13:], 1)  # the frame: 16 px * 7/8
+    assert near(out[16:208, 16:208], 0)  # the inside, untouched by the frame's blur
+    stripes = torch.arange(10, dtype=torch.uint8).repeat_interleave(32).mul(20).expand(1, 1, 256, 320).clone()
+    out = test_transform(stripes, 224, plain)[0, 0]
+    assert out.shape == (224, 224)
+    for k in range(8):  # output stripe k is input stripe k + 1 (28 px cut on the left), interiors exact
+        torch.testing.assert_close(out[:, 28 * k + 3:28 * k + 25], torch.full((224, 22), (k + 1) * 20 / 255))
+    x = images(n=2, side=32)
+    torch.testing.assert_close(test_transform(x, 32), normalize(x.float() / 255))  # the demo: unchanged
+    assert test_transform(images(n=2, side=512), 224).shape == (2, 3, 224, 224)
     small = images(n=2, c=1, side=28)
     assert test_transform(small, 32).shape == (2, 1, 32, 32)
     torch.testing.assert_close(test_transform(small, 28), (small.float() / 255 - 0.5) / 0.5)

@@ -36,15 +36,15 @@ def test_nan_loss_fails_the_evaluation_job_and_its_run(tmp_path, one_thread):
                 "experiment_prefix": "t"}
     init_tracking(tracking)
     _tiny_dataset(tmp_path / "data")
-    cell = {"dataset": "tiny", "method": "full", "ipc": "all", "model": "convnet", "distill_seed": 0, "seed": 0}
+    cell = {"dataset": "tiny", "method": "full", "ipc": "all", "model": "convnet", "distill_seed": 0}
     hp = {"resolution": 8, "batch_size": 4, "lr": 1e30, "momentum": 0.9, "weight_decay": 0.0,
           "milestones": [0.5], "gamma": 0.2, "eval_every": 0, "epochs": 3, "net": {"width": 4, "depth": 1},
           "augment": {"crop_scale": [0.5, 1.0], "flip": True, "color_jitter": 0.0, "lighting": 0.0,
                       "cutmix_beta": 0.0}}
     out = tmp_path / "result.json"
     with pytest.raises(FloatingPointError):
-        cli.main(["evaluate", "--data", str(tmp_path / "data"), "--cell", json.dumps(cell), "--params",
-                  json.dumps(hp), "--out", str(out), "--tracking", json.dumps(tracking), "--device", "cpu"])
+        cli.main(["evaluate", "--data", str(tmp_path / "data"), "--cell", json.dumps(cell), "--seeds", "0",
+                  "--params", json.dumps(hp), "--out", str(out), "--tracking", json.dumps(tracking), "--device", "cpu"])
     assert not out.exists()
     client = MlflowClient(tracking["tracking_uri"])
     exp = client.get_experiment_by_name(experiment_name("t", "evaluate"))

@@ -33,7 +33,7 @@ TARGETS = {  # job type -> (its command word, its output, its checkpoint folder 
                  "results/checkpoints/finetune/fashion-hard/ours/distill0"),
     "sample": ("sample", "results/distilled/fashion-hard/ours/distill0-seed0.safetensors", None),
     "evaluate": ("evaluate", "results/eval/fashion-hard/ours/ipc2/convnet/distill0-seed0.json",
-                 "results/checkpoints/evaluate/fashion-hard/ours/ipc2/convnet/distill0-seed0"),
+                 "results/checkpoints/evaluate/fashion-hard/ours/ipc2/convnet/distill0/seed0"),
 }
 
 

@@ -162,3 +162,33 @@ def test_diffusion_loss_fixed_sigma_is_mse(sched):
     loss, logs = diffusion_loss(pred, z0, sched.add_noise(z0, noise, t), t, noise, sched)
     assert loss.item() == pytest.approx(((pred - noise) ** 2).mean().item(), rel=1e-6)
     assert logs["vb"] == 0.0
+
+
+def test_paper_code_accumulation_against_hand_computed_values():
+    """The fork (train_dit.py L199-230) adds its running sums real_loss + gen_loss to the loss once per
+    class of ``set(lbl)``. Batch in memory labels [30, 80, 0, 50], dataset-local labels [3, 8, 0, 5]:
+    Python's set {3, 8, 0, 5} iterates 8, 0, 3, 5 (8 and 0 share a hash slot), i.e. memory labels
+    80, 0, 30, 50 - neither sorted nor first-seen order. With lambda_r = 0.5, lambda_g = 2, 2-D latents:
+      80: z = (1, 0), real {(-1, 0)}: L_r = 1 - (-1) = 2;  gen {(0, 1)}: L_g = 0  -> term 0.5 * 2 = 1
+       0: z = (0, 1), real {(0, 1)}:  L_r = 0;             gen {(0, 1)}: L_g = 1  -> term 2 * 1 = 2
+      30: z = (1, 0), real {(0, 1)}:  L_r = 1;             gen {(1, 0)}: L_g = 1  -> term 0.5 + 2 = 2.5
+      50: empty memories                                                        -> term 0
+    n = 4. Equation (6): (1 + 2 + 2.5 + 0) / 4 = 1.375.
+    Paper code: running sums 1/4, 3/4, 5.5/4, 5.5/4 added once each = (4*1 + 3*2 + 2*2.5 + 1*0) / 4 = 3.75
+    (sorted order would give (4*2 + 3*2.5 + 2*1) / 4 = 4.375, first-seen order (4*2.5 + 3*1 + 2*2) / 4 = 4.25)."""
+    z = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.0, 1.0]])
+    labels = torch.tensor([30, 80, 0, 50])
+    real = DictMemory({80: torch.tensor([[-1.0, 0.0]]), 0: torch.tensor([[0.0, 1.0]]), 30: torch.tensor([[0.0, 1.0]])})
+    gen = DictMemory({80: torch.tensor([[0.0, 1.0]]), 0: torch.tensor([[0.0, 1.0]]), 30: torch.tensor([[1.0, 0.0]])})
+    local_of = {30: 3, 80: 8, 0: 0, 50: 5}
+    eq6, logs = memory_loss(z, labels, real, gen, 0.5, 2.0)
+    assert eq6.item() == pytest.approx(1.375, abs=1e-6)
+    code, logs_code = memory_loss(z, labels, real, gen, 0.5, 2.0, "paper_code", local_of)
+    assert code.item() == pytest.approx(3.75, abs=1e-6)
+    assert logs_code == logs and logs["loss_real"] == pytest.approx(1.0) and logs["loss_gen"] == pytest.approx(2 / 3)
+    # without local labels the memory labels themselves are visited in set order: {30, 80, 0, 50} -> 80, 0, 50, 30
+    alone, _ = memory_loss(z, labels, real, gen, 0.5, 2.0, "paper_code")
+    assert list(set([30, 80, 0, 50])) == [80, 0, 50, 30]
+    assert alone.item() == pytest.approx((4 * 1 + 3 * 2 + 2 * 0 + 1 * 2.5) / 4, abs=1e-6)
+    with pytest.raises(ValueError, match="weighting must be one of"):
+        memory_loss(z, labels, real, gen, 0.5, 2.0, "eq7")

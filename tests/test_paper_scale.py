@@ -48,9 +48,12 @@ def test_paper_config_dry_run_enumerates_the_full_grid(paper_project):
     n = len(dd.cells(cfg))
     # the paper config sets every section the grid reads: on its own it gives the same grid
     assert dd.cells(dd.load(ROOT / "config" / "paper.yaml")) == dd.cells(cfg)
-    # every table cell (3 tables of ImageWoof/ImageNette/ImageIDC x 3 IPCs x 3 seeds: hundreds) is planned
+    # every table cell (3 tables of ImageWoof/ImageNette/ImageIDC x 3 IPCs x 3 seeds: hundreds) is planned:
+    # Table 1 (8 methods x 3 IPCs + Full, 3 test models) 225, Table 2 72, Table 3 beyond Table 1's 27
     table_cells = {c for t in cfg["tables"] for c in dd.table_cells(cfg, t)}
-    assert len(table_cells) == 297 and table_cells <= set(dd.cells(cfg))
+    assert len(table_cells) == 324 and table_cells <= set(dd.cells(cfg))
+    # Ours as the paper's code weights the memory terms, beside Ours, in Tables 1 and 3
+    assert {"ours", "ours-paper-code"} <= set(cfg["tables"]["table1"]["methods"]) & set(cfg["tables"]["table3"]["methods"])
     not_finetuned = (*dd.SELECTION_METHODS, *dd.SYNTHESIS_METHODS, "dit", "full")
     for cmd in (["snakemake", "--configfile", "config/paper.yaml", "-n", "all"],
                 ["snakemake", "--profile", "profiles/slurm", "--configfile", "config/paper.yaml", "-n", "all"]):
@@ -140,7 +143,7 @@ def make_tiny_weights(root: Path) -> dict[str, str]:
     return paths
 
 
-TABLE1_RUN = ["random", "kcenter", "herding", "dit", "dm", "minimax", "ours", "full"]
+TABLE1_RUN = ["random", "kcenter", "herding", "dit", "dm", "minimax", "ours", "ours-paper-code", "full"]
 IPC = 2
 
 
@@ -196,7 +199,7 @@ def test_paper_scale_dag_end_to_end_on_fake_imagenet(project, tmp_path_factory):
     row = next(line for line in md.splitlines() if line.startswith(f"| imagewoof | {IPC} | ConvNet |"))
     cols = [c.strip() for c in header.strip("|").split("|")]
     vals = dict(zip(cols, (v.strip() for v in row.strip("|").split("|"))))
-    for label in ("Random", "K-Center", "Herding", "DiT", "DM", "Minimax", "Ours", "Full"):
+    for label in ("Random", "K-Center", "Herding", "DiT", "DM", "Minimax", "Ours", "Ours (paper code)", "Full"):
         # mean ± std, possibly bold (best of the row) and, on Ours, starred (Welch p < 0.05)
         assert re.fullmatch(r"(\*\*)?\d+\.\d ± \d+\.\d(\*\*)?(\\\*)?", vals[label]), (label, vals[label])
     assert vals["IDC-1 (reported)†"] == "–" and vals["Minimax (reported)†"] == "–"
@@ -223,7 +226,7 @@ def test_paper_scale_dag_end_to_end_on_fake_imagenet(project, tmp_path_factory):
     # every stage tracked in its experiment, every run finished
     client = MlflowClient(tracking_uri=f"sqlite:///{project}/mlflow.db")
     prefix = cfg["mlflow"]["experiment_prefix"]
-    expected = {"prepare": 1, "features": 1, "select": 3, "dm": 1, "finetune": 2, "sample": 3, "diversity": 6,
+    expected = {"prepare": 1, "features": 1, "select": 3, "dm": 1, "finetune": 3, "sample": 4, "diversity": 7,
                 "evaluate": len(cells), "pretrain": 0}
     for stage, n in expected.items():
         exp = client.get_experiment_by_name(f"{prefix}-{stage}")
@@ -238,6 +241,8 @@ def test_paper_scale_dag_end_to_end_on_fake_imagenet(project, tmp_path_factory):
         if stage == "finetune":
             for r in runs:
                 assert {"loss_diff", "loss_real", "loss_gen", "sim_real", "sim_gen"} <= set(r.data.metrics)
+            weighting = {r.data.params["method"]: r.data.params["memory_weighting"] for r in runs}
+            assert weighting == {"minimax": "eq6", "ours": "eq6", "ours-paper-code": "paper_code"}
     failed = client.search_runs([e.experiment_id for e in client.search_experiments()],
                                 filter_string="attributes.status != 'FINISHED'", max_results=1000)
     assert failed == []

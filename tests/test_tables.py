@@ -72,7 +72,7 @@ def test_paper_table1_marks_reported_idc1_and_minimax_beside_our_runs():
     cols = [c.strip() for c in header.strip("|").split("|")]
     # paper order: ... DM, IDC-1 (reported), Minimax, Minimax (reported), Ours ...
     assert cols[3:] == ["Random", "K-Center", "Herding", "DiT", "DM", "IDC-1 (reported)†", "Minimax",
-                        "Minimax (reported)†", "Ours", "Full"]
+                        "Minimax (reported)†", "Ours", "Ours (paper code)", "Full"]
     row = next(line for line in lines if line.startswith("| imagewoof | 10 | ResNetAP-10"))
     vals = [v.strip() for v in row.strip("|").split("|")][3:]
     assert vals[5] == "39.1 ± 0.5" and vals[7] == "39.2 ± 1.3"  # IDC-1 / Minimax, IPC 10 (published)
@@ -117,7 +117,7 @@ def test_figure4_series_and_files(tmp_path):
     assert (tmp_path / "f4.png").stat().st_size > 10_000 and (tmp_path / "f4.pdf").read_bytes()[:4] == b"%PDF"
 
 
-# Bold, the Welch marker and the HTML table, on hand-made rows. imagewoof / ResNetAP-10 has published
+# Bold, the paired-test marker and the HTML table, on hand-made rows. imagewoof / ResNetAP-10 has published
 # Minimax figures (39.2 at IPC 10) that sit above every one of our runs but below Full: neither may
 # take the bold.
 MARKS_CFG = {
@@ -184,36 +184,47 @@ def test_every_ranked_cell_tied_means_no_bold():
     assert "**50.0" not in md
 
 
-def test_welch_ours_vs_minimax_p_values_and_marker():
-    from scipy.stats import ttest_ind
-
-    from divdistill.tables import welch_p
+def test_paired_ours_vs_minimax_marker_notes_and_comparisons_table():
+    """Pairs by seed: IPC 10 differences [6, 6, 5] (mean 5.67, sd 0.58: p = 0.0035 by hand: t = 17.0
+    with 2 df), IPC 20 [1, 1, -2] (mean 0: p = 1), IPC 50 one pair (no test)."""
+    from divdistill import compare
+    from divdistill.tables import METHOD_LABELS, MODEL_LABELS
 
     agg = aggregate(_marks_results())
-    key = lambda m, ipc: ("imagewoof", m, ipc, "resnetap10")  # noqa: E731
-    p10 = ttest_ind(MARKS[("ours", "10")], MARKS[("minimax", "10")], equal_var=False).pvalue
-    p20 = ttest_ind(MARKS[("ours", "20")], MARKS[("minimax", "20")], equal_var=False).pvalue
-    assert p10 < 0.05 < p20  # one significant row, one not
-    assert abs(welch_p(agg[key("ours", "10")], agg[key("minimax", "10")]) - p10) < 1e-9
-    assert abs(welch_p(agg[key("ours", "20")], agg[key("minimax", "20")]) - p20) < 1e-9
-    assert welch_p(agg[key("ours", "50")], agg[key("minimax", "50")]) is None  # one run of Ours
-    assert welch_p({"values": [40.0, 40.0]}, {"values": [41.0, 41.0]}) is None  # no variance on either side
-    assert welch_p({"values": [40.0, 40.0]}, {"values": [41.0, 42.0]}) is not None
-    assert welch_p({"mean": 39.2, "std": 1.3}, agg[key("ours", "10")]) is None  # a published figure
-
     md = render_markdown(MARKS_CFG, "table1", agg)
     assert _md_row(md, "10")[4] == r"36.8 ± 0.8\*"  # Ours, marked, not bold (DiT is best)
     assert _md_row(md, "20")[4] == "**45.0 ± 3.6**"  # best, not significant: no marker
     assert r"\*" not in " ".join(_md_row(md, "10")[:4] + _md_row(md, "20") + _md_row(md, "50"))
     assert r"\*" not in " ".join(_md_row(md, "10", grid=1))  # the test is on final accuracy only
-    note = next(line for line in md.splitlines() if "Welch" in line)
-    assert f"imagewoof / IPC 10 / ResNetAP-10: p = {p10:.2g}" in note
-    assert f"imagewoof / IPC 20 / ResNetAP-10: p = {p20:.2g}" in note and "IPC 50 / ResNetAP-10: n/a" in note
+    note = next(line for line in md.splitlines() if "paired t-test" in line)
+    assert "imagewoof / IPC 10 / ResNetAP-10: Ours − Minimax = +5.7 points (95% CI [+4.2, +7.1], paired p = 0.0034" in note
+    assert "IPC 20 / ResNetAP-10: Ours − Minimax = +0.0 points (95% CI [-4.3, +4.3], paired p = 1" in note
+    assert "IPC 50 / ResNetAP-10: Ours − Minimax = +15.0 points (n = 1: no interval)" in note
+    assert "Welch" not in md
     tex = render_latex(MARKS_CFG, "table1", agg)
     assert r"$36.8 \pm 0.8$$^{*}$" in tex and tex.count("$^{*}$ on Ours") == 1
     # no Minimax in the table, no test
     cfg = {**MARKS_CFG, "tables": {"table1": {**MARKS_CFG["tables"]["table1"], "methods": ["random", "ours"]}}}
-    assert "Welch" not in render_markdown(cfg, "table1", agg)
+    assert "paired t-test" not in render_markdown(cfg, "table1", agg)
+
+    rows = compare.comparisons(MARKS_CFG, agg)
+    got = {(r["a"], r["b"], r["ipc"]) for r in rows}
+    # the headline pairs present in the table, then each generative method against Random
+    assert ("ours", "minimax", "10") in got and ("ours", "dit", "10") in got and ("minimax", "dit", "20") in got
+    assert ("dit", "random", "10") in got and ("ours", "random", "50") in got
+    assert ("ours", "dit", "50") not in got  # DiT has no run at IPC 50
+    r = compare.find(rows, "table1", "imagewoof", "10", "resnetap10", "ours", "minimax")
+    assert r["n"] == 3 and r["pairing"] == "seed" and abs(r["mean"] - 17 / 3) < 1e-9
+    page = compare.render_markdown(rows, METHOD_LABELS, MODEL_LABELS)
+    assert "| table1 | imagewoof | 10 | ResNetAP-10 | Ours − Minimax | 3 | +5.7 | [+4.2, +7.1] |" in page
+    tree = compare.metrics_tree(rows)["table1"]["imagewoof"]["ours-vs-minimax"]
+    assert tree["ipc10"]["resnetap10"]["diff"] == 5.667 and tree["ipc50"]["resnetap10"]["p"] is None
+    assert compare.parent_metrics(rows, "imagewoof", "ours", "10", "resnetap10")["vs_minimax_diff"] == r["mean"]
+    assert "\\begin{tabular}" in compare.render_latex(rows, METHOD_LABELS, MODEL_LABELS)
+    html_page = compare.render_html(rows, METHOD_LABELS, MODEL_LABELS)
+    parser = _Balanced()
+    parser.feed(html_page)
+    assert parser.stack == []
 
 
 class _Balanced(HTMLParser):

@@ -39,7 +39,10 @@ def use_config(project: Path, name: str) -> dict:
 def test_dry_run_has_one_evaluation_job_per_grid_cell(project, name):
     cfg = dd.load(ROOT / "params.yaml") if name == "params" else use_config(project, name)
     jobs = planned_jobs(run(["snakemake", "-n", "all"], project).stdout)
-    assert jobs["evaluate"] == len(dd.cells(cfg))
+    # one_job_per: cell (demo, smoke) runs every seed of a (dataset, method, ipc, model, distill_seed) cell in
+    # one job; each seed still writes its own result and MLflow run
+    assert cfg["evaluate"]["one_job_per"] == "cell"
+    assert jobs["evaluate"] == len({(c.dataset, c.method, c.ipc, c.model, c.distill_seed) for c in dd.cells(cfg)})
     expected = sum(len(t["methods"]) * len(t["models"]) for t in cfg["tables"].values())
     expected += sum(1 for *_, m in dd.sweep_points(cfg) if m != cfg["sweeps"]["method"])  # Figure 4's variants
     assert expected > 0 and len(dd.cells(cfg)) <= expected * len(cfg["ipc"]) * len(cfg["seeds"])
@@ -112,7 +115,12 @@ def test_smoke_dag_with_8_cores_tracks_every_run(smoke):
         assert len(accs) == int(r["seeds"]) == len(cfg["seeds"])
         assert abs(float(r["test_acc"]) - 100 * sum(accs) / len(accs)) < 1e-3
     metrics = json.loads((project / "reports" / "metrics.json").read_text())
-    assert set(metrics) == set(cfg["tables"])
+    assert set(metrics) == set(cfg["tables"]) | {"comparisons"}
+    # the paired comparisons: Ours - Minimax on Table 1's rows, with an interval and an MDD (2 seeds)
+    ours_minimax = metrics["comparisons"]["table1"]["fashion-hard"]["ours-vs-minimax"]
+    assert set(ours_minimax) == {f"ipc{i}" for i in cfg["ipc"]}
+    assert all(v["convnet"]["n"] == len(cfg["seeds"]) for v in ours_minimax.values())
+    assert "Ours − Minimax" in (project / "reports" / "tables" / "comparisons.md").read_text()
 
     client = MlflowClient(f"sqlite:///{project}/mlflow.db")
     prefix = cfg["mlflow"]["experiment_prefix"]
@@ -126,6 +134,10 @@ def test_smoke_dag_with_8_cores_tracks_every_run(smoke):
     keys = {(c.dataset, c.method, c.ipc, c.model) for c in cells}
     parent_of = {tuple(p.data.tags[k] for k in ("dataset", "method", "ipc", "model")): p.info.run_id for p in parents}
     assert len(parents) == len(parent_of) == len(keys)
+    # Ours' table-cell run carries its paired comparisons (vs_<other>_diff / _ci_low / _ci_high / _mdd)
+    ours = parent_of[("fashion-hard", "ours", str(cfg["ipc"][0]), "convnet")]
+    ours_metrics = next(p for p in parents if p.info.run_id == ours).data.metrics
+    assert {"vs_minimax_diff", "vs_minimax_ci_low", "vs_minimax_mdd", "vs_dit_diff", "vs_random_diff"} <= set(ours_metrics)
     by_id = {r.info.run_id: r for r in runs}
     for c in cells:
         res = json.loads((project / c.path).read_text())
@@ -167,8 +179,9 @@ def test_smoke_dag_with_8_cores_tracks_every_run(smoke):
     dom = run([screenshot, "reports/report.html", "--dump-dom"], project).stdout
     text = re.sub(r"<(script|style)\b.*?</\1>", "", dom, flags=re.S)  # what the page shows, not its data
     for shown in ("<span>Tables</span>", "<span>Figures</span>", "<span>Samples</span>",  # the menu's categories
-                  "How to read it", "final-epoch", "Welch",  # workflow/report/workflow.rst
-                  "table1.html", "table2.html", "table3.html", "diversity.md", "figure1.png", "figure4.png",
+                  "How to read it", "final-epoch", "paired t-test",  # workflow/report/workflow.rst
+                  "table1.html", "table2.html", "table3.html", "diversity.md", "comparisons.html",
+                  "figure1.png", "figure4.png",
                   "samples-fashion-hard-ours.png"):
         assert shown in text, shown
     run([screenshot, "reports/report.html", "reports/report.png"], project)

@@ -37,8 +37,6 @@ PCA_EIGVEC = ((-0.5675, 0.7192, 0.4009),
 LUMA = (0.2989, 0.587, 0.114)  # grayscale weights, as torchvision's rgb_to_grayscale
 RATIO = (3 / 4, 4 / 3)  # RandomResizedCrop aspect-ratio range
 CROP_TRIES = 10  # RandomResizedCrop's rejection-sampling attempts before falling back to the whole image
-RESIZE_RATIO = 0.875  # test: Resize(256) / CenterCrop(224)
-RESIZE_SLACK = 1.15  # test: inputs larger than out_size by more than this are resized before the crop
 
 
 @dataclass
@@ -161,28 +159,21 @@ def augment_batch(x: torch.Tensor, out_size: int, cfg: AugmentConfig, generator:
 
 
 def test_transform(x: torch.Tensor, out_size: int, cfg: AugmentConfig | None = None) -> torch.Tensor:
-    """uint8 (N, C, H, W) -> normalised float (N, C, out_size, out_size), deterministic.
-
-    - shorter side > 1.15 * out_size: resize it (bilinear, antialiased) to round(out_size / 0.875),
-      then center crop: ImageNet's Resize(256) + CenterCrop(224);
-    - out_size <= shorter side <= 1.15 * out_size: center crop (256 px stored images -> 224, as
-      Resize(256) would be a no-op);
-    - smaller: bilinear resize to out_size (e.g. 28 -> 32).
+    """uint8 (N, C, H, W) -> normalised float (N, C, out_size, out_size), deterministic: Minimax's
+    ``Resize(size) + CenterCrop(size)`` (MinimaxDiffusion ``data.py`` L302-304, ``size`` = 224):
+    the shorter side resized (bilinear, antialiased) to ``out_size`` unless it is already, then the
+    centre ``out_size`` square. A stored 256 px image becomes 224 px whole (not Resize(256) +
+    CenterCrop(224), which would cut its border); 32 px demo images pass unchanged.
     Normalisation as in training (``cfg.mean/std``, channel defaults when None).
     """
     x = _to_unit(x)
     h, w = x.shape[-2:]
     side = min(h, w)
-    if side > RESIZE_SLACK * out_size:
-        s = round(out_size / RESIZE_RATIO)
-        h, w = round(h * s / side), round(w * s / side)
-        x = F.interpolate(x, size=(h, w), mode="bilinear", antialias=True, align_corners=False)
-    if min(h, w) >= out_size:
-        top, left = round((h - out_size) / 2), round((w - out_size) / 2)
-        x = x[..., top:top + out_size, left:left + out_size]
-    else:
-        x = F.interpolate(x, size=(out_size, out_size), mode="bilinear", align_corners=False)
-    return normalize(x, cfg)
+    if side != out_size:
+        h, w = max(out_size, round(h * out_size / side)), max(out_size, round(w * out_size / side))
+        x = F.interpolate(x, size=(h, w), mode="bilinear", antialias=side > out_size, align_corners=False)
+    top, left = int(round((h - out_size) / 2.0)), int(round((w - out_size) / 2.0))  # as torchvision's CenterCrop
+    return normalize(x[..., top:top + out_size, left:left + out_size], cfg)
 
 
 def cutmix(x: torch.Tensor, y: torch.Tensor, beta: float, generator: torch.Generator):

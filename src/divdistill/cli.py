@@ -2,7 +2,7 @@
 
     divdistill prepare  --dataset fashion-hard --params '{...}' --out results/data/fashion-hard
     divdistill select   --method random --data results/data/fashion-hard --seed 0 --max-ipc 50 --out ...
-    divdistill evaluate --data results/data/fashion-hard --distilled ... --cell '{...}' --out ...
+    divdistill evaluate --data results/data/fashion-hard --distilled A B --cell '{...}' --seeds 0 1 --out ...
     divdistill render   --spec '{...}' --results ... --tables reports/tables ...
     divdistill check    --config params.yaml
 
@@ -135,6 +135,8 @@ def cmd_dm(args) -> None:
 
 
 def cmd_evaluate(args) -> None:
+    """Every seed of ``--seeds`` in turn (one process: the imports and the data load are paid once),
+    each with its own MLflow run, checkpoints under ``<checkpoints>/seed<k>`` and result file."""
     import torch
 
     from .augment import AugmentConfig
@@ -145,35 +147,43 @@ def cmd_evaluate(args) -> None:
 
     torch.set_num_threads(args.threads)
     cell, hp = _json(args.cell), _json(args.params)
+    full = cell["method"] == "full"
+    if len(args.out) != len(args.seeds) or (not full and len(args.distilled or []) != len(args.seeds)):
+        raise SystemExit(f"--seeds ({len(args.seeds)}), --out ({len(args.out)}) and --distilled "
+                         f"({len(args.distilled or [])}, none for full) must pair up")
     meta = load_meta(args.data)
     train, test = load_split(args.data, "train"), load_split(args.data, "test")
-    if cell["method"] == "full":
-        x, y = train.images, train.labels
-    else:
-        tensors, _ = load_tensors(args.distilled)
-        x, y = take_ipc(tensors["images"], tensors["labels"], int(cell["ipc"]), source=args.distilled)
     aug = AugmentConfig(**hp["augment"])
-    train_cfg = TrainConfig(**{k: v for k, v in hp.items() if k not in ("augment", "net")},
-                            augment=aug)
-    name = "/".join(str(cell[k]) for k in ("dataset", "method", "ipc", "model")) + \
-        f"/distill{cell['distill_seed']}-seed{cell['seed']}"
-    t0 = time.perf_counter()
-    with start_run(_json(args.tracking), "evaluate", name, {**cell, **hp, "num_train": len(y)},
-                   tags={k: cell[k] for k in ("dataset", "method", "ipc", "model")}) as run:
-        seed_everything(cell["seed"])
-        net = build_net(cell["model"], num_classes=len(meta["class_names"]), channels=meta["channels"],
-                        resolution=hp["resolution"], **hp["net"])
-        res = train_and_test(net, x, y, test.images, test.labels, train_cfg, seed=cell["seed"],
-                             device=resolve(args.device), checkpoint_dir=args.checkpoints,
-                             checkpoint_every=args.checkpoint_every, on_epoch=lambda epoch, m: run.log_metrics(m, step=epoch), progress=True)
-        final = {"test_acc": res["test_acc"], "best_test_acc_over_training": res["best_test_acc"],
-                 "train_loss_final": res["train_loss"], "wall_s": time.perf_counter() - t0}
-        run.log_metrics(final, step=train_cfg.epochs)
-        write_json(args.out, {"cell": cell, "params": hp, "run_id": run.run_id, "num_train": len(y),
-                              "test_acc": res["test_acc"], "best_test_acc": res["best_test_acc"],
-                              "best_epoch": res["best_epoch"], "curve": res["curve"],
-                              "train_loss_final": res["train_loss"], "wall_s": final["wall_s"]})
-        keep(args.out, run.run_id)
+    train_cfg = TrainConfig(**{k: v for k, v in hp.items() if k not in ("augment", "net")}, augment=aug)
+    tracking = _json(args.tracking)
+    for i, (seed, out) in enumerate(zip(args.seeds, args.out)):
+        cell_s = {**cell, "seed": seed}
+        if full:
+            x, y = train.images, train.labels
+        else:
+            tensors, _ = load_tensors(args.distilled[i])
+            x, y = take_ipc(tensors["images"], tensors["labels"], int(cell["ipc"]), source=args.distilled[i])
+        name = "/".join(str(cell[k]) for k in ("dataset", "method", "ipc", "model")) + \
+            f"/distill{cell['distill_seed']}-seed{seed}"
+        t0 = time.perf_counter()
+        with start_run(tracking, "evaluate", name, {**cell_s, **hp, "num_train": len(y)},
+                       tags={k: cell[k] for k in ("dataset", "method", "ipc", "model")}) as run:
+            seed_everything(seed)
+            net = build_net(cell["model"], num_classes=len(meta["class_names"]), channels=meta["channels"],
+                            resolution=hp["resolution"], **hp["net"])
+            res = train_and_test(net, x, y, test.images, test.labels, train_cfg, seed=seed,
+                                 device=resolve(args.device),
+                                 checkpoint_dir=None if args.checkpoints is None else Path(args.checkpoints) / f"seed{seed}",
+                                 checkpoint_every=args.checkpoint_every,
+                                 on_epoch=lambda epoch, m: run.log_metrics(m, step=epoch), progress=True)
+            final = {"test_acc": res["test_acc"], "best_test_acc_over_training": res["best_test_acc"],
+                     "train_loss_final": res["train_loss"], "wall_s": time.perf_counter() - t0}
+            run.log_metrics(final, step=train_cfg.epochs)
+            write_json(out, {"cell": cell_s, "params": hp, "run_id": run.run_id, "num_train": len(y),
+                             "test_acc": res["test_acc"], "best_test_acc": res["best_test_acc"],
+                             "best_epoch": res["best_epoch"], "curve": res["curve"],
+                             "train_loss_final": res["train_loss"], "wall_s": final["wall_s"]})
+            keep(out, run.run_id)
 
 
 def _log_every(run, every: int):
@@ -295,7 +305,8 @@ def cmd_finetune(args) -> None:
                             step=log["step"])
 
         model, summary = finetune(dit, cache, labels, dit.config.num_embeds_ada_norm, make_scheduler(), cfg,
-                                  args.distill_seed, checkpoint_dir=args.checkpoints, on_step=on_step)
+                                  args.distill_seed, checkpoint_dir=args.checkpoints, on_step=on_step,
+                                  class_order=meta["labels"])
         run.log_metrics({f"final_{k}": v for k, v in summary.items() if isinstance(v, (int, float))})
         with atomic_dir(args.out) as tmp:
             model.to("cpu").save_pretrained(tmp)
@@ -460,8 +471,12 @@ def build_parser() -> argparse.ArgumentParser:
         (["--out"], req), threads, device, tracking)
     add("dm", cmd_dm, (["--data"], req), (["--ipc"], {"type": int, **req}), (["--seed"], {"type": int, **req}),
         (["--params"], req), (["--out"], req), threads, device, tracking)
-    add("evaluate", cmd_evaluate, (["--data"], req), (["--distilled"], {}), (["--cell"], req),
-        (["--params"], req), (["--out"], req), (["--checkpoints"], {"help": "resumable checkpoint folder"}),
+    add("evaluate", cmd_evaluate, (["--data"], req),
+        (["--distilled"], {"nargs": "+", "help": "one distilled set per seed (none for full)"}),
+        (["--cell"], {**req, "help": "JSON: dataset, method, ipc, model, distill_seed"}),
+        (["--seeds"], {"type": int, "nargs": "+", **req}),
+        (["--params"], req), (["--out"], {"nargs": "+", **req, "help": "one result file per seed"}),
+        (["--checkpoints"], {"help": "resumable checkpoint folder (a seed<k> folder per seed)"}),
         (["--checkpoint-every"], {"type": int, "default": 0, "help": "epochs between checkpoints (0: none)"}),
         threads, device, tracking)
     add("pretrain-vae", cmd_pretrain_vae, (["--data"], req), (["--params"], req), (["--out"], req),

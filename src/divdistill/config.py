@@ -19,9 +19,9 @@ from .reported import REPORTED_METHODS
 
 # The paper's column order (Table 1), then Table 3's ablation pairs. IDC-1 is never
 # run: it appears only as published numbers (``tables.<t>.reported``, see reported.py).
-METHOD_ORDER = ("random", "kcenter", "herding", "dit", "dm", "minimax", "ours",
+METHOD_ORDER = ("random", "kcenter", "herding", "dit", "dm", "minimax", "ours", "ours-paper-code",
                 "realmin-genmin", "realmin-genmax", "realmax-genmin", "full")
-COLUMN_ORDER = ("random", "kcenter", "herding", "dit", "dm", "idc-1", "minimax", "ours",
+COLUMN_ORDER = ("random", "kcenter", "herding", "dit", "dm", "idc-1", "minimax", "ours", "ours-paper-code",
                 "realmin-genmin", "realmin-genmax", "realmax-genmin", "full")
 SELECTION_METHODS = ("random", "kcenter", "herding")
 FEATURE_METHODS = ("kcenter", "herding")  # selections that need the feature extractor
@@ -32,11 +32,21 @@ GENERATIVE_METHODS = {
     "dit": None,
     "minimax": ("fifo", "fifo"),
     "ours": ("max", "max"),
+    "ours-paper-code": ("max", "max"),  # Ours with the memory terms weighted as the paper's code does
     "realmin-genmin": ("min", "min"),
     "realmin-genmax": ("min", "max"),
     "realmax-genmin": ("max", "min"),
 }
 FINETUNED_METHODS = tuple(m for m, ev in GENERATIVE_METHODS.items() if ev is not None)
+# Fine-tuning settings a method fixes over params.yaml's finetune section.
+METHOD_FINETUNE = {"ours-paper-code": {"memory_weighting": "paper_code"}}  # losses.memory_loss
+
+
+def finetune_settings(finetune: dict, method: str) -> dict:
+    """The finetune section as one fine-tuned method (or sweep variant) runs it: the method's own
+    settings (METHOD_FINETUNE), then a sweep variant's value, over params.yaml's."""
+    base, overrides = split_method(method)
+    return {**finetune, **METHOD_FINETUNE.get(base, {}), **overrides}
 FULL_IPC = "all"  # the ipc wildcard of the Full method: the whole training set
 
 # Figure 4: a fine-tuned method with one hyper-parameter moved off its finetune value is a

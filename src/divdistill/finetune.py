@@ -38,7 +38,7 @@ from .device import dit_autocast
 from .difffit import apply_difffit, count_trainable, fold_difffit, tie_class_embeddings
 from .io import Checkpoints, load_tensors, save_tensors, tensor_digest
 from .latents import encode_posterior
-from .losses import diffusion_loss, memory_loss, predict_x0, require_finite
+from .losses import WEIGHTINGS, diffusion_loss, memory_loss, predict_x0, require_finite
 from .memory import STRATEGIES, Memory
 
 # ----------------------------------------------------------------------------- methods
@@ -72,6 +72,7 @@ class FinetuneConfig:
     lambda_real: float = 0.002  # lambda_r of eq. (6): weight of the representativeness term L_r
     lambda_gen: float = 0.008  # lambda_g of eq. (6): weight of the diversity term L_g
     memory_size: int = 64  # K: latents per class in each memory
+    memory_weighting: str = "eq6"  # "eq6": the paper's equation; "paper_code": its code's accumulation (losses.py)
     real_evict: str = "max"  # real-memory eviction: fifo | max | min | random ("ours": max, Minimax: fifo)
     gen_evict: str = "max"  # generative-memory eviction, same choices
     difffit_blocks: int | None = None  # blocks with DiffFit scale factors; None: the first half (14 of 28)
@@ -84,6 +85,8 @@ class FinetuneConfig:
         for name in ("real_evict", "gen_evict"):
             if getattr(self, name) not in STRATEGIES:
                 raise ValueError(f"{name} must be one of {STRATEGIES}, got {getattr(self, name)!r}")
+        if self.memory_weighting not in WEIGHTINGS:
+            raise ValueError(f"memory_weighting must be one of {WEIGHTINGS}, got {self.memory_weighting!r}")
         if min(self.epochs, self.batch_size, self.memory_size, self.log_every) < 1 or self.checkpoint_every < 0:
             raise ValueError("epochs, batch_size, memory_size and log_every must be >= 1, checkpoint_every >= 0")
         if not 0 <= self.label_dropout <= 1 or not 0 <= self.ema_decay <= 1:
@@ -264,11 +267,14 @@ def finetune(
     checkpoint_dir=None,
     on_step: Callable[[dict], None] | None = None,
     progress: bool = True,
+    class_order: list[int] | None = None,
 ):
     """Fine-tune ``dit`` (modified in place) and return (EMA model with DiffFit folded, summary).
 
     The returned model is ``dit`` itself holding the EMA weights: a plain DiTTransformer2DModel in eval
-    mode, ``save_pretrained``-able. ``on_step`` receives each step's log after that step's checkpoint:
+    mode, ``save_pretrained``-able. ``class_order``: the dataset's generator labels in its class order,
+    whose positions the reference code uses as labels (only ``memory_weighting="paper_code"`` depends on
+    it). ``on_step`` receives each step's log after that step's checkpoint:
     step (steps done), epoch, loss (eq. 6), loss_diff = mse + vb, loss_real / loss_gen (unweighted L_r,
     L_g averaged over the batch's classes; 0 while memories are empty) and, every ``cfg.log_every``
     steps and at the last, sim_real / sim_gen (the memories' mean pairwise cosine similarity).
@@ -279,6 +285,8 @@ def finetune(
     """
     t_start = time.perf_counter()
     labels_gen = torch.as_tensor(labels_gen, dtype=torch.long).cpu().contiguous()
+    # the dataset's classes in order (generator labels): their positions are the reference code's labels
+    local_of = None if class_order is None else {int(c): i for i, c in enumerate(class_order)}
     n, bs = len(labels_gen), cfg.batch_size
     steps_per_epoch = n // bs
     if steps_per_epoch == 0:
@@ -306,7 +314,8 @@ def finetune(
     real = Memory(cfg.memory_size, cfg.real_evict, torch.Generator().manual_seed(_derive(seed, "real")))
     gen = Memory(cfg.memory_size, cfg.gen_evict, torch.Generator().manual_seed(_derive(seed, "gen")))
     ckpts = None if checkpoint_dir is None else \
-        Checkpoints(checkpoint_dir, _identity(cfg, seed, labels_gen, null_label, list(params), dit, cache))
+        Checkpoints(checkpoint_dir, {**_identity(cfg, seed, labels_gen, null_label, list(params), dit, cache),
+                                     "class_order": class_order})
 
     start, last, resumed = 0, {}, None
     ck = ckpts.load() if ckpts is not None else None
@@ -350,7 +359,7 @@ def finetune(
             out = dit(z_t, timestep=t, class_labels=torch.where(drop, null_label, y)).sample.float()  # (B, 2C, h, w)
         l_diff, d = diffusion_loss(out, z0, z_t, t, noise, scheduler)
         z0_hat = predict_x0(z_t, out[:, :z0.shape[1]], t, alphas_cumprod)  # (B, C, h, w), grads through eps
-        l_mem, m = memory_loss(z0_hat, y, real, gen, cfg.lambda_real, cfg.lambda_gen)
+        l_mem, m = memory_loss(z0_hat, y, real, gen, cfg.lambda_real, cfg.lambda_gen, cfg.memory_weighting, local_of)
         loss = l_diff + l_mem  # eq. (6)
         require_finite(loss, step)
         opt.zero_grad(set_to_none=True)

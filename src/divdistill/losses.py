@@ -61,6 +61,9 @@ def _nonempty(mem: MemoryLike | None, c: int) -> torch.Tensor | None:
     return m if m is not None and m.shape[0] > 0 else None
 
 
+WEIGHTINGS = ("eq6", "paper_code")
+
+
 def memory_loss(
     z0_hat: torch.Tensor,  # (B, C, H, W)
     labels: torch.Tensor,  # (B,) int
@@ -68,27 +71,53 @@ def memory_loss(
     gen_memory: MemoryLike | None,
     lambda_real: float = LAMBDA_REAL,
     lambda_gen: float = LAMBDA_GEN,
+    weighting: str = "eq6",
+    local_of: dict[int, int] | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """Memory part of eq. (6): sum_c (lambda_r L_r,c + lambda_g L_g,c) / #distinct classes in batch.
+    """Memory part of eq. (6): sum_c (lambda_r L_r,c + lambda_g L_g,c) / n, n = #distinct classes in batch.
 
     A class whose real (gen) memory is empty / None contributes no L_r (L_g) term, but still counts in
-    the normaliser. Returns (scalar loss, {'loss_real', 'loss_gen'}): unweighted L_r / L_g averaged over
-    the classes where each was computed (0.0 where none was).
+    n. Returns (scalar loss, {'loss_real', 'loss_gen'}): unweighted L_r / L_g averaged over the classes
+    where each was computed (0.0 where none was).
+
+    ``weighting="paper_code"`` reproduces the paper's public code instead (SumomoTaku/
+    diversityDDwithSSMemory ``train_dit.py`` L199-230): inside its loop over ``set(lbl)`` it adds the
+    *running* sums of the terms to the loss once per class, so with classes visited in order
+    c_1..c_n the loss gains sum_j (n - j + 1) (lambda_r L_r,c_j + lambda_g L_g,c_j) / n. The visiting
+    order is Python's iteration order of ``set`` over the batch's dataset-local labels (the fork's
+    ``lbl``) inserted in batch order; ``local_of`` maps a memory label to that local label (default:
+    the label itself).
     """
-    classes = labels.unique().tolist()
+    if weighting not in WEIGHTINGS:
+        raise ValueError(f"weighting must be one of {WEIGHTINGS}, got {weighting!r}")
+    if weighting == "eq6":
+        classes = labels.unique().tolist()
+    else:
+        to_local = (lambda c: c) if local_of is None else local_of.__getitem__
+        to_memory = {to_local(c): c for c in labels.tolist()}
+        classes = [to_memory[lc] for lc in set(to_local(c) for c in labels.tolist())]  # the fork's order
+    n = max(len(classes), 1)
     total = z0_hat.new_zeros(())
+    running = z0_hat.new_zeros(())  # paper_code: the fork's real_loss + gen_loss so far
     l_real, l_gen = [], []
     for c in classes:
         zc = z0_hat[labels == c]  # (B_c, *)
+        term = z0_hat.new_zeros(())
         if (m := _nonempty(real_memory, c)) is not None:
             lr = representativeness_loss(zc, m)
-            total = total + lambda_real * lr
+            term = term + lambda_real * lr
             l_real.append(lr.detach())
         if (m := _nonempty(gen_memory, c)) is not None:
             lg = diversity_loss(zc, m)
-            total = total + lambda_gen * lg
+            term = term + lambda_gen * lg
             l_gen.append(lg.detach())
-    total = total / max(len(classes), 1)
+        if weighting == "eq6":
+            total = total + term
+        else:
+            running = running + term / n
+            total = total + running  # added once per class visited, as the fork's loop does
+    if weighting == "eq6":
+        total = total / n
     mean = lambda xs: torch.stack(xs).mean().item() if xs else 0.0  # noqa: E731 (one sync per term)
     return total, {"loss_real": mean(l_real), "loss_gen": mean(l_gen)}
 

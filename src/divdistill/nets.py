@@ -8,13 +8,13 @@ distilled set holds a few dozen images.
     resnetap10  ResNetAP-10: [1,1,1,1] basic blocks, 2x2 average pooling instead of strided convs
     resnet18    ResNet-18: [2,2,2,2] basic blocks, strided convs
 
-The ResNet stem follows the input size: resolution <= 64 gets a 3x3 stride-1 conv
-without pooling (CIFAR style, so 32 px images are not shrunk to 8 px before the
-first block); larger inputs get the ImageNet 7x7 stride-2 conv + 3x3 stride-2 pool (an average
-pool for ResNetAP, which avoids max pooling throughout; a max pool for ResNet-18).
-(IDC's own ResNetAP stem for large inputs is a 7x7 stride-1 conv + 4x4 average
-pool and adds a "mid" 3x3 conv + 2x2 pool stem for 65..128 px; both reduce by the
-same factor as the one here.)
+The ResNet stems follow IDC's ``IntroBlock`` by input size (``models/resnet_ap.py`` L49-77 and
+``models/resnet.py`` L25-45 of snu-mllab/Efficient-Dataset-Condensation; size classes at
+resnet_ap.py L165-170): "small" (<= 64 px) a 3x3 stride-1 conv, IN, ReLU and no pooling;
+"mid" (65..128 px) the same then a 2x2 average pool (ResNetAP) or a 3x3 stride-2 max pool
+(ResNet); "large" (> 128 px, the paper's 224) for ResNetAP a 7x7 *stride-1* conv, IN, ReLU and
+a 4x4 average pool (224 -> 56), for ResNet-18 the ImageNet 7x7 stride-2 conv and 3x3 stride-2
+max pool (224 -> 56).
 """
 
 from __future__ import annotations
@@ -22,7 +22,21 @@ from __future__ import annotations
 import torch.nn as nn
 import torch.nn.functional as F
 
-SMALL_INPUT = 64  # largest resolution that gets the stride-1 stem without pooling
+SMALL_INPUT = 64  # largest resolution of IDC's "small" stem (stride-1 conv, no pooling)
+MID_INPUT = 128  # largest resolution of IDC's "mid" stem
+
+
+def stem(channels: int, width: int, resolution: int, avgpool_down: bool) -> nn.Sequential:
+    """IDC's IntroBlock for ``resolution`` (see the module docstring): (N, C, R, R) -> (N, width, R', R')."""
+    norm_relu = [instance_norm(width), nn.ReLU(inplace=True)]
+    if resolution <= SMALL_INPUT:
+        return nn.Sequential(nn.Conv2d(channels, width, 3, 1, 1, bias=False), *norm_relu)
+    if resolution <= MID_INPUT:
+        pool = nn.AvgPool2d(2, 2) if avgpool_down else nn.MaxPool2d(3, 2, 1)
+        return nn.Sequential(nn.Conv2d(channels, width, 3, 1, 1, bias=False), *norm_relu, pool)
+    if avgpool_down:  # ResNetAP: 7x7 stride 1, then a 4x4 average pool (224 -> 56)
+        return nn.Sequential(nn.Conv2d(channels, width, 7, 1, 3, bias=False), *norm_relu, nn.AvgPool2d(4, 4))
+    return nn.Sequential(nn.Conv2d(channels, width, 7, 2, 3, bias=False), *norm_relu, nn.MaxPool2d(3, 2, 1))
 
 
 def instance_norm(c: int) -> nn.GroupNorm:
@@ -73,13 +87,7 @@ class ResNet(nn.Module):
     def __init__(self, blocks: tuple[int, ...], num_classes: int, channels: int, resolution: int,
                  width: int = 64, avgpool_down: bool = False):
         super().__init__()
-        if resolution <= SMALL_INPUT:
-            self.stem = nn.Sequential(nn.Conv2d(channels, width, 3, 1, 1, bias=False), instance_norm(width),
-                                      nn.ReLU(inplace=True))
-        else:  # (N, C, 224, 224) -> (N, width, 56, 56)
-            pool = nn.AvgPool2d(3, 2, 1) if avgpool_down else nn.MaxPool2d(3, 2, 1)
-            self.stem = nn.Sequential(nn.Conv2d(channels, width, 7, 2, 3, bias=False), instance_norm(width),
-                                      nn.ReLU(inplace=True), pool)
+        self.stem = stem(channels, width, resolution, avgpool_down)  # (N, C, 224, 224) -> (N, width, 56, 56)
         stages, c = [], width
         for i, n in enumerate(blocks):  # channels width, 2w, 4w, 8w; side halves from the 2nd stage on
             c_out = width * 2 ** i

@@ -6,8 +6,10 @@ tables name them, and with a tracking configuration ``render_all`` files each ce
 an MLflow parent run with its seed runs nested below.
 
 Markdown, LaTeX and HTML show the same marks: **bold** is the best of a row among our
-runs (Full, an upper bound, and published columns excluded) and ``*`` on Ours says
-Welch's t-test of Ours against Minimax over the seeds' final accuracies gives p < 0.05.
+runs (Full, an upper bound, and published columns excluded) and ``*`` on Ours says the paired
+t-test of Ours against Minimax (runs paired by seed, ``stats.paired``) gives p < 0.05; the notes
+give that difference with its 95% CI and minimum detectable difference, and the comparisons table
+(``compare.py``) every other headline comparison.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from .reported import METHOD_CITATIONS, SOURCES, reported
 
 METHOD_LABELS = {
     "random": "Random", "kcenter": "K-Center", "herding": "Herding", "dit": "DiT", "dm": "DM",
-    "idc-1": "IDC-1", "minimax": "Minimax", "ours": "Ours", "full": "Full",
+    "idc-1": "IDC-1", "minimax": "Minimax", "ours": "Ours", "ours-paper-code": "Ours (paper code)", "full": "Full",
     "realmin-genmin": "real min / gen min", "realmin-genmax": "real min / gen max",
     "realmax-genmin": "real max / gen min",
 }
@@ -137,32 +139,19 @@ def _fmt(a, key: str) -> str:
     return f"{a[key]:.1f}" if std is None else f"{a[key]:.1f} ± {std:.1f}"
 
 
-SIG_MARK, SIG_LEVEL = "*", 0.05  # on Ours' cell: Welch's t-test against Minimax
+SIG_MARK, SIG_LEVEL = "*", 0.05  # on Ours' cell: paired t-test against Minimax
 
 
-def welch_p(a: dict | None, b: dict | None) -> float | None:
-    """p-value of Welch's t-test (unequal variances) between two cells' per-run final accuracies;
-    None where there is no test: fewer than 2 runs on a side (or a published figure, which has no
-    runs), or no variance on either side."""
-    xs, ys = (np.asarray((c or {}).get("values", []), dtype=float) for c in (a, b))
-    if len(xs) < 2 or len(ys) < 2 or (xs.var() == 0 and ys.var() == 0):
-        return None
-    import warnings
+def _paired_rows(cfg: dict, table: str, agg: dict) -> dict[tuple, dict | None]:
+    """Row -> the paired comparison Ours - Minimax (compare.comparisons' dict; None without runs on
+    both sides); empty when the table lacks either method."""
+    from .compare import comparisons, find
 
-    from scipy.stats import ttest_ind
-
-    with warnings.catch_warnings():  # one constant side is fine: its variance is just 0
-        warnings.filterwarnings("ignore", "Precision loss", RuntimeWarning)
-        return float(ttest_ind(xs, ys, equal_var=False).pvalue)
-
-
-def _welch_rows(cfg: dict, table: str, agg: dict) -> dict[tuple, float | None]:
-    """Row -> p of Ours against Minimax; empty when the table lacks either."""
     if not {"ours", "minimax"} <= set(cfg["tables"][table]["methods"]):
         return {}
     rows, _ = _layout(cfg, table)
-    return {(d, ipc, model): welch_p(_cell(agg, d, "ours", ipc, model), _cell(agg, d, "minimax", ipc, model))
-            for d, ipc, model in rows}
+    found = comparisons({**cfg, "tables": {table: cfg["tables"][table]}}, agg)
+    return {(d, ipc, model): find(found, table, d, ipc, model, "ours", "minimax") for d, ipc, model in rows}
 
 
 def _ranked(column) -> bool:
@@ -175,7 +164,7 @@ def _grid(cfg: dict, table: str, agg: dict, key: str) -> list[tuple[tuple, list[
     """(row, cells) of one table: each cell's column, aggregate ``a`` (None: missing), ``best``
     (bold) and ``sig`` (the marker; headline grid only)."""
     rows, columns = _layout(cfg, table)
-    tests = _welch_rows(cfg, table, agg) if key == "mean" else {}
+    tests = _paired_rows(cfg, table, agg) if key == "mean" else {}
     out = []
     for row in rows:
         d, ipc, model = row
@@ -185,7 +174,7 @@ def _grid(cfg: dict, table: str, agg: dict, key: str) -> list[tuple[tuple, list[
         # cell ties shows no best
         shown = {i: round(c["a"][key], 1) for i, c in enumerate(cells) if c["a"] is not None and _ranked(c["column"])}
         top = max(shown.values()) if len(set(shown.values())) > 1 else None
-        p = tests.get(row)
+        p = (tests.get(row) or {}).get("p")
         for i, c in enumerate(cells):
             c["best"] = top is not None and shown.get(i) == top
             c["sig"] = c["column"] == ("ours", False) and p is not None and p < SIG_LEVEL
@@ -198,19 +187,20 @@ def _notes(cfg: dict, table: str, agg: dict, mark: str = SIG_MARK, lt: str = "<"
     notes = ["Bold: the best of each row among our runs. Full (the whole training set, the "
              "same figure on every IPC row) is an upper bound and is not ranked; nor are published (reported) "
              "figures."]
-    tests = _welch_rows(cfg, table, agg)
+    tests = _paired_rows(cfg, table, agg)
     if tests:
+        from .compare import summary
+
         parts = []
-        for (d, ipc, model), p in tests.items():
+        for (d, ipc, model), r in tests.items():
             where = f"{d} / IPC {ipc} / {MODEL_LABELS[model]}"
-            if p is None:
-                parts.append(f"{where}: n/a")
-                continue
-            diff = _cell(agg, d, "ours", ipc, model)["mean"] - _cell(agg, d, "minimax", ipc, model)["mean"]
-            parts.append(f"{where}: p = {p:.2g} (Ours - Minimax = {diff:+.1f}){mark if p < SIG_LEVEL else ''}")
-        notes.append(f"{mark} on Ours: Welch's t-test (unequal variances) of Ours against Minimax over the "
-                     f"runs' final accuracies gives p {lt} {SIG_LEVEL} (not corrected for multiple comparisons; "
-                     "n/a: fewer than 2 runs on a side, or no variance on either). " + "; ".join(parts) + ".")
+            parts.append(f"{where}: " + ("n/a" if r is None else summary(r, METHOD_LABELS)
+                                         + (mark if r["p"] is not None and r["p"] < SIG_LEVEL else "")))
+        notes.append(f"{mark} on Ours: the paired t-test of Ours against Minimax (runs paired by evaluation "
+                     f"seed: same network initialisation, augmentation and sampling noise) gives p {lt} "
+                     f"{SIG_LEVEL} (not corrected for multiple comparisons). MDD: the smallest difference the "
+                     "comparison would detect with 80% power at alpha 0.05; comparisons.md has the others. "
+                     + "; ".join(parts) + ".")
     return notes + _footnotes(cfg, table)
 
 
@@ -302,7 +292,7 @@ def render_html(cfg: dict, table: str, agg: dict, mlflow: dict | None = None) ->
         if parent is not None and mlflow.get("experiment_id") is not None:
             text = f'<a href="{esc(run_url(mlflow["experiment_id"], parent))}">{text}</a>'
         if c["sig"]:
-            text += f'<sup title="Welch t-test against Minimax: p &lt; {SIG_LEVEL}">{SIG_MARK}</sup>'
+            text += f'<sup title="paired t-test against Minimax: p &lt; {SIG_LEVEL}">{SIG_MARK}</sup>'
         return f'<td class="n" title="{esc("runs: " + ", ".join(a["run_ids"]))}">{text}</td>'
 
     def grid(key) -> list[str]:
@@ -330,9 +320,11 @@ def render_html(cfg: dict, table: str, agg: dict, mlflow: dict | None = None) ->
     return "\n".join(out) + "\n"
 
 
-def parent_cells(cfg: dict, agg: dict) -> list[dict]:
+def parent_cells(cfg: dict, agg: dict, compared: list[dict] = ()) -> list[dict]:
     """Every table cell that has runs, in the shape ``tracking.nest_seed_runs`` takes; the first table
-    holding a cell names its parent run (Figure 4's sweep cells: "figure4")."""
+    holding a cell names its parent run (Figure 4's sweep cells: "figure4"). ``compared``
+    (compare.comparisons) adds each comparison's vs_<other>_* metrics to its first method's cell."""
+    from .compare import parent_metrics
     from .tracking import CELL_KEYS
 
     tables: dict[tuple, list[str]] = {}
@@ -350,7 +342,8 @@ def parent_cells(cfg: dict, agg: dict) -> list[dict]:
         d, m, ipc, model = key
         out.append({"name": f"{names[0]}/{d}/{m}/ipc{ipc}/{model}",
                     "tags": {**dict(zip(CELL_KEYS, key)), "table": names[0], "tables": ",".join(names)},
-                    "metrics": {k: a[k] for k in ("mean", "std", "best_mean", "best_std", "n")},
+                    "metrics": {**{k: a[k] for k in ("mean", "std", "best_mean", "best_std", "n")},
+                                **parent_metrics(compared, d, m, ipc, model)},
                     "run_ids": a["run_ids"]})
     return out
 
@@ -438,14 +431,19 @@ def render_all(cfg: dict, result_paths: list[str], out_tables, out_metrics, out_
                tracking: dict | None = None, out_sweeps="reports/plots/sweeps") -> dict:
     """Every report file; with ``tracking`` (params.yaml's mlflow section) first one MLflow parent run
     per table cell with its seed runs nested below, which the HTML tables then link to."""
+    from . import compare
+
     results = [read_json(p) for p in result_paths]
     agg = aggregate(results)
+    compared = compare.comparisons(cfg, agg)
     mlflow = None
     if tracking is not None:
         from .tracking import nest_seed_runs
 
-        experiment_id, parents = nest_seed_runs(tracking, parent_cells(cfg, agg))
+        experiment_id, parents = nest_seed_runs(tracking, parent_cells(cfg, agg, compared))
         mlflow = {"experiment_id": experiment_id, "parents": parents}
+    for ext, render in (("md", compare.render_markdown), ("tex", compare.render_latex), ("html", compare.render_html)):
+        write_text(Path(out_tables) / f"comparisons.{ext}", render(compared, METHOD_LABELS, MODEL_LABELS))
     for table in cfg["tables"]:
         write_text(Path(out_tables) / f"{table}.md", render_markdown(cfg, table, agg))
         write_text(Path(out_tables) / f"{table}.tex", render_latex(cfg, table, agg))
@@ -460,6 +458,6 @@ def render_all(cfg: dict, result_paths: list[str], out_tables, out_metrics, out_
 
         write_sweeps(figure4(cfg, agg, Path(out_figures) / "figure4.png", Path(out_figures) / "figure4.pdf"),
                      out_sweeps)
-    tree = metrics_tree(cfg, agg)
+    tree = {**metrics_tree(cfg, agg), "comparisons": compare.metrics_tree(compared)}
     write_json(out_metrics, tree)
     return tree

@@ -16,6 +16,10 @@ except dd.ConfigError as e:
     raise ValueError(str(e)) from None
 
 CELLS = dd.cells(config)
+# evaluate.one_job_per: "cell" runs every seed of a table cell in one process (the demo: a job's
+# start-up, ~4.5 s of imports and MLflow, is paid once per cell); "seed" one job per seed (paper
+# scale: seeds in parallel on a cluster).
+EVAL_PER_CELL = config["evaluate"].get("one_job_per", "seed") == "cell"
 TABLES = list(config["tables"])
 # Jobs find the MLflow settings in their environment rather than in params;
 # changing where runs are logged must not re-run the experiments.
@@ -25,9 +29,13 @@ os.environ.update(DIVDISTILL_TRACKING=json.dumps(config["mlflow"]))
 os.environ.update(DIVDISTILL_HISTORY="results/history")
 
 
+# The paired comparisons of every table row (compare.py), written by the render job.
+COMPARISONS = [f"reports/tables/comparisons.{ext}" for ext in ("md", "tex", "html")]
+
+
 def all_targets():
     return [*expand("reports/tables/{table}.{ext}", table=TABLES, ext=["md", "tex", "html"]), "reports/metrics.json",
-            "reports/tables/diversity.md", *FIGURES, *SWEEP_FIGURES, *FIGURE1_FILES]
+            "reports/tables/diversity.md", *COMPARISONS, *FIGURES, *SWEEP_FIGURES, *FIGURE1_FILES]
 
 
 def distilled_sets(datasets, methods):
@@ -94,26 +102,30 @@ def generator_inputs(*roles):
 def eval_params(wildcards):
     """Every resolved hyper-parameter of one evaluation job."""
     ev = config["evaluate"]
-    hp = {k: v for k, v in ev.items() if k not in ("epochs", "epochs_full", "nets", "threads", "checkpoint_every")}
+    hp = {k: v for k, v in ev.items()
+          if k not in ("epochs", "epochs_full", "nets", "threads", "checkpoint_every", "one_job_per")}
     hp["epochs"] = dd.epochs_for(config, wildcards.ipc)
     hp["net"] = ev["nets"][wildcards.model]
     return as_arg(hp)
 
 
+def eval_seeds(wildcards) -> list[int]:
+    """The evaluation seeds one evaluate job runs: every seed of its table cell, or its own."""
+    return config["seeds"] if EVAL_PER_CELL else [int(wildcards.seed)]
+
+
 def eval_cell(wildcards):
     return as_arg({"dataset": wildcards.dataset, "method": wildcards.method, "ipc": wildcards.ipc,
-                   "model": wildcards.model, "distill_seed": int(wildcards.distill_seed),
-                   "seed": int(wildcards.seed)})
+                   "model": wildcards.model, "distill_seed": int(wildcards.distill_seed)})
 
 
 def eval_inputs(wildcards):
+    """meta.json and, except for Full, the distilled set of each seed the job runs (in seed order)."""
     inputs = {"meta": f"results/data/{wildcards.dataset}/meta.json"}
-    if wildcards.method in dd.SYNTHESIS_METHODS:
-        inputs["distilled"] = (f"results/distilled/{wildcards.dataset}/{wildcards.method}/ipc{wildcards.ipc}/"
-                               f"distill{wildcards.distill_seed}-seed{wildcards.seed}.safetensors")
-    elif wildcards.method != "full":
-        inputs["distilled"] = (f"results/distilled/{wildcards.dataset}/{wildcards.method}/"
-                               f"distill{wildcards.distill_seed}-seed{wildcards.seed}.safetensors")
+    ipc_part = f"ipc{wildcards.ipc}/" if wildcards.method in dd.SYNTHESIS_METHODS else ""
+    if wildcards.method != "full":
+        inputs["distilled"] = [f"results/distilled/{wildcards.dataset}/{wildcards.method}/{ipc_part}"
+                               f"distill{wildcards.distill_seed}-seed{s}.safetensors" for s in eval_seeds(wildcards)]
     return inputs
 
 
@@ -135,9 +147,9 @@ def dm_params(wildcards):
 
 
 def finetune_params(wildcards):
-    # a sweep variant ("ours-lambda_gen-0.032") overrides one value
-    return as_arg({**{k: v for k, v in config["finetune"].items() if k != "threads"},
-                   **dd.split_method(wildcards.method)[1]})
+    # the method's own settings (ours-paper-code) and a sweep variant's value (ours-lambda_gen-0.032)
+    finetune = {k: v for k, v in config["finetune"].items() if k != "threads"}
+    return as_arg(dd.finetune_settings(finetune, wildcards.method))
 
 
 def generator_dir(wildcards):

@@ -1,30 +1,42 @@
+# Evaluation: a fresh test network trained on a distilled (or the full) set per seed; final-epoch
+# test accuracy. One job per table cell (every seed: evaluate.one_job_per: cell) or per seed.
+
+EVAL_PATH = "results/eval/{dataset}/{method}/ipc{ipc}/{model}/distill{distill_seed}-seed{seed}.json"
+EVAL_CELL = "{dataset}/{method}/ipc{ipc}/{model}/distill{distill_seed}"  # checkpoints: <EVAL_CELL>/seed<k>
+if EVAL_PER_CELL:
+    EVAL_OUTPUT, EVAL_JOB = expand(EVAL_PATH, seed=config["seeds"], allow_missing=True), EVAL_CELL
+else:
+    EVAL_OUTPUT, EVAL_JOB = EVAL_PATH, f"{EVAL_CELL}-seed{{seed}}"
+
+
 rule evaluate:
-    """Train a fresh test network on a distilled (or the full) set; final-epoch test accuracy."""
+    """Train a fresh test network on a distilled (or the full) set per seed; final-epoch test accuracy."""
     input:
         unpack(eval_inputs),
     output:
-        "results/eval/{dataset}/{method}/ipc{ipc}/{model}/distill{distill_seed}-seed{seed}.json",
+        EVAL_OUTPUT,
     params:
         cell=eval_cell,
         hp=eval_params,
         data=data_dir,
-        distilled=lambda wc, input: ["--distilled", input.distilled] if "distilled" in input.keys() else [],
+        seeds=eval_seeds,
+        distilled=lambda wc, input: ["--distilled", *input.distilled] if "distilled" in input.keys() else [],
         # outside the output: Snakemake deletes a failed job's output, a checkpoint must survive
-        checkpoints="results/checkpoints/evaluate/{dataset}/{method}/ipc{ipc}/{model}/distill{distill_seed}-seed{seed}",
+        checkpoints=f"results/checkpoints/evaluate/{EVAL_CELL}",
         every=config["evaluate"].get("checkpoint_every", 0),
     threads: config["evaluate"]["threads"]
     conda:
         "../envs/divdistill.yaml"
     log:
-        "results/logs/evaluate/{dataset}/{method}/ipc{ipc}/{model}/distill{distill_seed}-seed{seed}.log",
+        f"results/logs/evaluate/{EVAL_JOB}.log",
     benchmark:
-        "results/benchmarks/evaluate/{dataset}/{method}/ipc{ipc}/{model}/distill{distill_seed}-seed{seed}.tsv"
+        f"results/benchmarks/evaluate/{EVAL_JOB}.tsv"
     resources:
         mem_mb=3000,
         runtime=60,
         gpu=0,
     shell:
         "divdistill evaluate --data {params.data:q} "
-        "{params.distilled:q} --cell {params.cell:q} --params {params.hp:q} --threads {threads} "
-        "--checkpoints {params.checkpoints:q} --checkpoint-every {params.every:q} "
+        "{params.distilled:q} --cell {params.cell:q} --seeds {params.seeds:q} --params {params.hp:q} "
+        "--threads {threads} --checkpoints {params.checkpoints:q} --checkpoint-every {params.every:q} "
         "--out {output:q} 2> {log:q}"

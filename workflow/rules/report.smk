@@ -19,6 +19,9 @@ rule render:
                 for t in TABLES for ext in ("md", "tex", "html")],
         diversity=report("reports/tables/diversity.md", caption="../report/diversity.rst", category="Tables",
                          labels={"table": "Diversity and coverage (Table 1's datasets)"}),
+        comparisons=[report(f, caption="../report/comparisons.rst", category="Tables",
+                            labels={"table": "Comparisons: paired differences with stated power"})
+                     if f.endswith(".html") else f for f in COMPARISONS],
         figures=[report(f, caption="../report/samples.rst", category="Samples", labels=SAMPLE_LABELS[f]) for f in FIGURES]
         + [report(f, caption="../report/figure4.rst", category="Figures",
                   labels={"figure": "Figure 4: hyper-parameter sweeps"}) if f.endswith(".png") else f

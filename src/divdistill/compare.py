@@ -1,0 +1,166 @@
+"""The comparisons table: per table row, the paired difference of the headline comparisons.
+
+    Ours - Minimax, Ours - DiT, Minimax - DiT, Ours (paper code) - Ours, and every generative
+    method - Random,
+
+each where the table holds both methods, as mean difference (accuracy points), 95% t and bootstrap
+intervals, paired t-test p and the minimum detectable difference (``stats.paired``). Written as
+``reports/tables/comparisons.{md,tex,html}``, into ``reports/metrics.json`` (``dvc metrics diff``)
+and onto the first method's MLflow table-cell run (``vs_<other>_*`` metrics).
+"""
+
+from __future__ import annotations
+
+import html
+
+from .config import GENERATIVE_METHODS
+from .stats import ALPHA, POWER, pair_up, paired
+
+HEADLINE = (("ours", "minimax"), ("ours", "dit"), ("minimax", "dit"), ("ours-paper-code", "ours"))
+
+
+def pairs_of(methods) -> list[tuple[str, str]]:
+    """The comparisons a table with ``methods`` supports, headline ones first."""
+    have = set(methods)
+    out = [(a, b) for a, b in HEADLINE if a in have and b in have]
+    if "random" in have:
+        out += [(g, "random") for g in GENERATIVE_METHODS if g in have and (g, "random") not in out]
+    return out
+
+
+def comparisons(cfg: dict, agg: dict) -> list[dict]:
+    """Every comparison of every table row with runs on both sides: dicts with table, dataset, ipc,
+    model, a, b, pairing and the ``stats.Paired`` fields (accuracy points)."""
+    from .tables import _layout  # the table's rows, as the tables print them
+
+    out = []
+    for table, t in cfg["tables"].items():
+        rows, _ = _layout(cfg, table)
+        for a, b in pairs_of(t["methods"]):
+            for d, ipc, model in rows:
+                ca, cb = agg.get((d, a, ipc, model)), agg.get((d, b, ipc, model))
+                if ca is None or cb is None:
+                    continue
+                keys, xa, xb, how = pair_up(dict(zip(map(tuple, ca["seeds"]), ca["values"])),
+                                            dict(zip(map(tuple, cb["seeds"]), cb["values"])))
+                if not keys:
+                    continue
+                out.append({"table": table, "dataset": d, "ipc": ipc, "model": model, "a": a, "b": b,
+                            "pairing": how, **paired(xa, xb).as_dict()})
+    return out
+
+
+def find(rows: list[dict], table: str, dataset: str, ipc: str, model: str, a: str, b: str) -> dict | None:
+    return next((r for r in rows if (r["table"], r["dataset"], r["ipc"], r["model"], r["a"], r["b"])
+                 == (table, dataset, ipc, model, a, b)), None)
+
+
+def _num(x, fmt="+.1f") -> str:
+    return "n/a" if x is None else format(x, fmt)
+
+
+def _ci(lo, hi) -> str:
+    return "n/a" if lo is None else f"[{lo:+.1f}, {hi:+.1f}]"
+
+
+def _p(p) -> str:
+    return "n/a" if p is None else (f"{p:.2g}" if p >= 1e-4 else "<1e-4")
+
+
+def _cols(r: dict, labels: dict, models: dict) -> list[str]:
+    return [r["table"], r["dataset"], r["ipc"], models[r["model"]], f"{labels[r['a']]} − {labels[r['b']]}",
+            str(r["n"]), _num(r["mean"]), _ci(r["ci_low"], r["ci_high"]), _ci(r["boot_low"], r["boot_high"]),
+            _p(r["p"]), _num(r["mdd"], ".1f")]
+
+
+HEAD = ["Table", "Dataset", "IPC", "Test model", "Comparison", "n", "Δ (points)", "95% CI (t)",
+        "95% CI (bootstrap)", "p (paired t)", "MDD"]
+
+
+def _explanation(rows: list[dict]) -> list[str]:
+    pairings = sorted({r["pairing"] for r in rows})
+    return [f"Paired differences of final-epoch test accuracy (points, A − B): runs of two methods with the "
+            f"same evaluation seed share the test network's initial weights, its batch order and "
+            f"augmentation and (generated sets) the sampling noise, so they differ only in the distilled "
+            f"images. Pairs on: {'; '.join(pairings) or 'n/a'}. 95% CI (t): mean ± t(0.975, n−1)·sd/√n; "
+            f"bootstrap: percentile interval of 10,000 resamples of the pairs. p: two-sided paired t-test "
+            f"(scipy.stats.ttest_rel), not corrected for multiple comparisons. MDD: the smallest true "
+            f"difference this comparison detects with {POWER:.0%} power at α = {ALPHA} "
+            f"((t(0.975, n−1) + t(0.80, n−1))·sd/√n): where a CI contains 0, the methods are not shown to "
+            f"differ, and a true difference below the MDD could have been missed. n/a: fewer than 2 pairs, "
+            f"or no spread in the differences."]
+
+
+def render_markdown(rows: list[dict], labels: dict, models: dict) -> str:
+    out = ["# Comparisons: paired differences with stated power", ""] + _explanation(rows) + [""]
+    out += ["| " + " | ".join(HEAD) + " |", "|" + "---|" * 5 + "---:|" * (len(HEAD) - 5)]
+    out += ["| " + " | ".join(_cols(r, labels, models)) + " |" for r in rows]
+    return "\n".join(out) + "\n"
+
+
+def render_latex(rows: list[dict], labels: dict, models: dict) -> str:
+    def tex(s: str) -> str:
+        return s.replace("−", "$-$").replace("Δ", r"$\Delta$").replace("%", r"\%").replace("<", "$<$")
+
+    lines = [r"\begin{table}[t]", r"\centering", r"\small",
+             r"\caption{Paired differences A $-$ B of final-epoch test accuracy (points) with 95\% "
+             r"intervals (t and bootstrap), paired t-test $p$ and the minimum detectable difference at "
+             r"80\% power, $\alpha = 0.05$.}",
+             r"\begin{tabular}{lllll" + "r" * (len(HEAD) - 5) + "}", r"\toprule",
+             " & ".join(tex(h) for h in HEAD) + r" \\", r"\midrule"]
+    lines += [" & ".join(tex(c) for c in _cols(r, labels, models)) + r" \\" for r in rows]
+    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
+    return "\n".join(lines) + "\n"
+
+
+def render_html(rows: list[dict], labels: dict, models: dict) -> str:
+    esc = html.escape
+    title = "Comparisons: paired differences with stated power"
+    out = ["<!DOCTYPE html>", '<html lang="en">', "<head>", '<meta charset="utf-8">', f"<title>{title}</title>",
+           "<style>body{font-family:system-ui,sans-serif;margin:1.5em;max-width:90em}table{border-collapse:"
+           "collapse}th,td{padding:.25em .6em}thead th{border-bottom:2px solid #333;text-align:left}"
+           "tbody tr{border-bottom:1px solid #ddd}td.n{text-align:right;white-space:nowrap}</style>",
+           "</head>", "<body>", f"<h1>{title}</h1>"]
+    out += [f"<p>{esc(p)}</p>" for p in _explanation(rows)]
+    out += ["<table>", "<thead><tr>" + "".join(f"<th>{esc(h)}</th>" for h in HEAD) + "</tr></thead>", "<tbody>"]
+    for r in rows:
+        cols = _cols(r, labels, models)
+        out.append("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in cols[:5])
+                   + "".join(f'<td class="n">{esc(c)}</td>' for c in cols[5:]) + "</tr>")
+    out += ["</tbody>", "</table>", "</body>", "</html>"]
+    return "\n".join(out) + "\n"
+
+
+def metrics_tree(rows: list[dict]) -> dict:
+    """table -> dataset -> "a-vs-b" -> ipc<k> -> model -> {diff, ci_low, ci_high, p, mdd, n} for DVC
+    (rounded to 3 decimals; undefined values are null)."""
+    tree: dict = {}
+    for r in rows:
+        node = tree.setdefault(r["table"], {}).setdefault(r["dataset"], {}).setdefault(f"{r['a']}-vs-{r['b']}", {})
+        node.setdefault(f"ipc{r['ipc']}", {})[r["model"]] = {
+            k: (None if r[src] is None else round(r[src], 3 if k != "p" else 4))
+            for k, src in (("diff", "mean"), ("ci_low", "ci_low"), ("ci_high", "ci_high"), ("p", "p"),
+                           ("mdd", "mdd"))} | {"n": r["n"]}
+    return tree
+
+
+def parent_metrics(rows: list[dict], dataset: str, method: str, ipc: str, model: str) -> dict[str, float]:
+    """Metrics for method's table-cell run: vs_<b>_{diff,ci_low,ci_high,p,mdd} of each comparison with
+    method as A (only defined values)."""
+    out = {}
+    for r in rows:
+        if (r["dataset"], r["a"], r["ipc"], r["model"]) == (dataset, method, ipc, model):
+            for k, src in (("diff", "mean"), ("ci_low", "ci_low"), ("ci_high", "ci_high"), ("p", "p"), ("mdd", "mdd")):
+                if r[src] is not None:
+                    out[f"vs_{r['b']}_{k}"] = r[src]
+    return out
+
+
+def summary(r: dict, labels: dict) -> str:
+    """One sentence per comparison for notes and the README: the measured difference, its CI, p, MDD."""
+    what = f"{labels[r['a']]} − {labels[r['b']]} = {_num(r['mean'])} points"
+    if r["ci_low"] is None:
+        return f"{what} (n = {r['n']}: no interval)"
+    return (f"{what} (95% CI {_ci(r['ci_low'], r['ci_high'])}, paired p = {_p(r['p'])}, n = {r['n']}; "
+            f"MDD {r['mdd']:.1f})")
+
