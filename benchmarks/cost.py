@@ -164,9 +164,8 @@ def grid_jobs(cfg: dict, f: dict, n_train_pc: int, n_test_pc: int, mfu: dict) ->
     # train_feature_net: epochs over N_train, then one final "test" pass over the training images
     add("features", feat_ds, lambda d: [((fe["epochs"] * f["feat_train"] + f["feat_fwd"]) * n_train[d],
                                          "tf32", "convnet")])
-    # select (kcenter/herding): one embedding pass over the training images per (method, seed)
-    add("select (embed)", {d: len({m for m in methods[d] if m in dd.FEATURE_METHODS}) * len(seeds)
-                           for d in datasets},
+    # select (kcenter/herding): one job per method embeds the training images once for every seed
+    add("select (embed)", {d: len({m for m in methods[d] if m in dd.FEATURE_METHODS}) for d in datasets},
         lambda d: [(n_train[d] * f["feat_fwd"], "tf32", "convnet")])
     dm = cfg["baselines"]["dm"]
     for ipc in cfg["ipc"]:

@@ -347,3 +347,15 @@ def test_sigkill_and_resume_in_subprocesses(setup, tmp_path):
                            load_checkpoint(keyed(tmp_path / "killed" / "ckpt")))
     assert_same_weights(DiTTransformer2DModel.from_pretrained(tmp_path / "full" / "model"),
                         DiTTransformer2DModel.from_pretrained(tmp_path / "killed" / "model"))
+
+
+def test_memory_of_size_one_logs_no_nan_similarity(setup):
+    """One latent per class memory has no pairs: its similarity is undefined (None), never logged as nan."""
+    import math
+
+    logs = []
+    _, summary = run(setup, memory_size=1, on_step=logs.append)
+    values = [v for log in logs for v in log.values() if isinstance(v, float)]
+    assert values and all(math.isfinite(v) for v in values)
+    assert summary["sim_real"] is None and summary["sim_gen"] is None
+    assert all(log.get("sim_gen") is None for log in logs)

@@ -269,3 +269,17 @@ def test_html_is_well_formed_and_names_the_runs_of_each_cell():
     linked = _Balanced()
     linked.feed(render_html(MARKS_CFG, "table1", agg, {"experiment_id": "7", "parents": parents}))
     assert linked.stack == [] and "http://127.0.0.1:5000/#/experiments/7/runs/abc123" in linked.links
+
+
+def test_final_training_loss_per_cell_in_the_table_and_metrics():
+    """The last curve entry's training loss, averaged over a cell's runs: 0.25 and 0.75 -> 0.500."""
+    cfg = {"seeds": [0, 1], "ipc": [10], "tables": {"table1": {"datasets": ["d"], "methods": ["random"],
+                                                               "models": ["convnet"]}}}
+    results = [{"cell": {"dataset": "d", "method": "random", "ipc": "10", "model": "convnet", "distill_seed": 0,
+                         "seed": s}, "test_acc": 0.5, "best_test_acc": 0.5, "run_id": f"r{s}",
+                "curve": [{"epoch": 1, "train_loss": 9.0}, {"epoch": 2, "train_loss": loss}]}
+               for s, loss in ((0, 0.25), (1, 0.75))]
+    agg = aggregate(results)
+    md = render_markdown(cfg, "table1", agg)
+    assert "Final-epoch training loss" in md and "| d | 10 | ConvNet | 0.500 |" in md
+    assert metrics_tree(cfg, agg)["table1"]["d"]["random"]["ipc10"]["convnet"]["train_loss"] == 0.5

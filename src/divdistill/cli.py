@@ -1,7 +1,7 @@
 """One entry point for every job the workflow runs.
 
     divdistill prepare  --dataset fashion-hard --params '{...}' --out results/data/fashion-hard
-    divdistill select   --method random --data results/data/fashion-hard --seed 0 --max-ipc 50 --out ...
+    divdistill select   --method random --data results/data/fashion-hard --seeds 0 1 --max-ipc 50 --out A B
     divdistill evaluate --data results/data/fashion-hard --distilled A B --cell '{...}' --seeds 0 1 --out ...
     divdistill render   --spec '{...}' --results ... --tables reports/tables ...
     divdistill check    --config params.yaml
@@ -76,6 +76,7 @@ def cmd_features(args) -> None:
 
 
 def cmd_select(args) -> None:
+    """Every seed's selection in one job (the features embedded once), one MLflow run per seed."""
     import torch
 
     from .data import load_split
@@ -83,22 +84,25 @@ def cmd_select(args) -> None:
     from .select import select
 
     torch.set_num_threads(args.threads)
+    if len(args.seeds) != len(args.out):
+        raise SystemExit(f"--seeds ({len(args.seeds)}) and --out ({len(args.out)}) must pair up")
     train = load_split(args.data, "train")
-    params = {"dataset": Path(args.data).name, "method": args.method, "distill_seed": 0, "seed": args.seed,
-              "max_ipc": args.max_ipc, "features": args.features}
-    with start_run(_json(args.tracking), "select", f"{params['dataset']}/{args.method}/seed{args.seed}", params) as run:
-        features = None
-        if args.features:
-            from .features import embed, load_feature_net
+    features = None
+    if args.features:
+        from .features import embed, load_feature_net
 
-            net, aug = load_feature_net(args.features)
-            features = embed(net, train.images, net.config["resolution"], augment=aug,
-                             device=resolve(args.device))  # (N, D)
-        images, labels, idx = select(args.method, train, args.max_ipc, args.seed, features)
-        save_tensors(args.out, {"images": images, "labels": labels},
-                     {**params, "source_index": idx.tolist(), "run_id": run.run_id})
-        keep(args.out, run.run_id)
-        run.log_metrics({"num_images": len(labels)})
+        net, aug = load_feature_net(args.features)
+        features = embed(net, train.images, net.config["resolution"], augment=aug,
+                         device=resolve(args.device))  # (N, D)
+    for seed, out in zip(args.seeds, args.out):
+        params = {"dataset": Path(args.data).name, "method": args.method, "distill_seed": 0, "seed": seed,
+                  "max_ipc": args.max_ipc, "features": args.features}
+        with start_run(_json(args.tracking), "select", f"{params['dataset']}/{args.method}/seed{seed}", params) as run:
+            images, labels, idx = select(args.method, train, args.max_ipc, seed, features)
+            save_tensors(out, {"images": images, "labels": labels},
+                         {**params, "source_index": idx.tolist(), "run_id": run.run_id})
+            keep(out, run.run_id)
+            run.log_metrics({"num_images": len(labels)})
 
 
 def cmd_dm(args) -> None:
@@ -465,10 +469,10 @@ def build_parser() -> argparse.ArgumentParser:
     device = (["--device"], {"default": "auto", "help": "auto (CUDA when present), cpu, cuda, cuda:N"})
     add("features", cmd_features, (["--data"], req), (["--params"], req), (["--out"], req), threads, device,
         tracking)
-    add("select", cmd_select, (["--method"], req), (["--data"], req), (["--seed"], {"type": int, **req}),
+    add("select", cmd_select, (["--method"], req), (["--data"], req), (["--seeds"], {"type": int, "nargs": "+", **req}),
         (["--max-ipc"], {"type": int, **req}), (["--features"], {"help": "feature extractor folder (kcenter, "
                                                                         "herding)"}),
-        (["--out"], req), threads, device, tracking)
+        (["--out"], {"nargs": "+", **req, "help": "one file per seed"}), threads, device, tracking)
     add("dm", cmd_dm, (["--data"], req), (["--ipc"], {"type": int, **req}), (["--seed"], {"type": int, **req}),
         (["--params"], req), (["--out"], req), threads, device, tracking)
     add("evaluate", cmd_evaluate, (["--data"], req),

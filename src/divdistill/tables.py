@@ -52,10 +52,13 @@ def aggregate(results: list[dict]) -> dict[tuple, dict]:
         rs = sorted(rs, key=lambda r: (r["cell"]["distill_seed"], r["cell"]["seed"]))
         final = np.array([100 * r["test_acc"] for r in rs])
         best = np.array([100 * r["best_test_acc"] for r in rs])
+        loss = np.array([r["curve"][-1]["train_loss"] if r.get("curve") else np.nan for r in rs])
         ddof = 1 if len(rs) > 1 else 0  # sample std over seeds
         out[key] = {
             "mean": float(final.mean()), "std": float(final.std(ddof=ddof)),
             "best_mean": float(best.mean()), "best_std": float(best.std(ddof=ddof)),
+            # the final epoch's training loss: did the test network converge on this set?
+            "loss_mean": float(loss.mean()) if np.isfinite(loss).all() else None,
             "values": final.tolist(), "n": len(rs),
             "seeds": [(r["cell"]["distill_seed"], r["cell"]["seed"]) for r in rs],
             "run_ids": [r["run_id"] for r in rs],
@@ -225,6 +228,13 @@ def render_markdown(cfg: dict, table: str, agg: dict) -> str:
     out += ["", "Best test accuracy over training (model selection on the test set, as the public "
             "reference code reports it; shown for comparison only, not the headline):", ""]
     out += grid("best_mean")
+    out += ["", "Final-epoch training loss of the test network, mean over the runs (has it converged on "
+            "the set? a real-image set's loss well above a generated one's means it was still learning):", "",
+            "| " + " | ".join(head) + " |", "|" + "---|" * 3 + "---:|" * len(columns)]
+    for (d, ipc, model), cells in _grid(cfg, table, agg, "mean"):
+        out.append(f"| {d} | {ipc} | {MODEL_LABELS[model]} | " + " | ".join(
+            "–" if c["a"] is None or c["a"].get("loss_mean") is None else f"{c['a']['loss_mean']:.3f}"
+            for c in cells) + " |")
     for note in _notes(cfg, table, agg, mark="\\" + SIG_MARK):
         out += ["", note]
     return "\n".join(out) + "\n"
@@ -356,7 +366,9 @@ def metrics_tree(cfg: dict, agg: dict) -> dict:
             a = agg.get((c.dataset, c.method, c.ipc, c.model))
             if a is not None:
                 node = tree.setdefault(table, {}).setdefault(c.dataset, {}).setdefault(c.method, {})
-                node.setdefault(f"ipc{c.ipc}", {})[c.model] = {"mean": round(a["mean"], 3), "std": round(a["std"], 3)}
+                node.setdefault(f"ipc{c.ipc}", {})[c.model] = {
+                    "mean": round(a["mean"], 3), "std": round(a["std"], 3),
+                    **({"train_loss": round(a["loss_mean"], 4)} if a["loss_mean"] is not None else {})}
     return tree
 
 

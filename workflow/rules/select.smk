@@ -22,29 +22,31 @@ rule features:
 
 
 rule select:
-    """A selection baseline's ordered per-class picks at the largest IPC (smaller IPCs are prefixes)."""
+    """A selection baseline's ordered per-class picks at the largest IPC (smaller IPCs are prefixes),
+    every seed in one job (the features are embedded once)."""
     input:
         unpack(select_inputs),
     output:
         # selections fine-tune nothing: their distillation seed is always 0
-        "results/distilled/{dataset}/{method}/distill0-seed{seed}.safetensors",
+        expand("results/distilled/{{dataset}}/{{method}}/distill0-seed{seed}.safetensors", seed=config["seeds"]),
     wildcard_constraints:
         method="|".join(dd.SELECTION_METHODS),
     params:
         max_ipc=max(config["ipc"]),
         data=data_dir,
+        seeds=config["seeds"],
         features=lambda wc, input: ["--features", input.features] if "features" in input.keys() else [],
     threads: config["baselines"]["threads"]
     conda:
         "../envs/divdistill.yaml"
     log:
-        "results/logs/select/{dataset}/{method}/seed{seed}.log",
+        "results/logs/select/{dataset}/{method}.log",
     resources:
         mem_mb=2000,
         runtime=10,
     shell:
         "divdistill select --method {wildcards.method:q} "
-        "--data {params.data:q} --seed {wildcards.seed:q} --max-ipc {params.max_ipc:q} "
+        "--data {params.data:q} --seeds {params.seeds:q} --max-ipc {params.max_ipc:q} "
         "{params.features:q} --threads {threads} --out {output:q} 2> {log:q}"
 
 
