@@ -209,17 +209,6 @@ def tensor_digest(*tensors: torch.Tensor) -> str:
     return h.hexdigest()
 
 
-def folder_digest(path) -> str:
-    """sha256 over every file of a folder (relative names and contents): names a weights folder."""
-    root, h = Path(path), hashlib.sha256()
-    for f in sorted(p for p in root.rglob("*") if p.is_file()):
-        h.update(f.relative_to(root).as_posix().encode() + b"\0")
-        with open(f, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 24), b""):
-                h.update(chunk)
-    return h.hexdigest()
-
-
 class Checkpoints:
     """The checkpoints of one job, keyed by its configuration: ``root/<key>/step-<n>``.
 

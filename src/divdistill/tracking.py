@@ -119,7 +119,7 @@ def check_database(cfg: dict, results=None) -> None:
                 f"from a backup (or from where it was copied), or move it and {results}/ aside to start a new "
                 "history; nothing was run")
     else:
-        msg += f". Move it aside (or restore it from a backup) and start again; nothing was run"
+        msg += ". Move it aside (or restore it from a backup) and start again; nothing was run"
     raise TrackingError(msg)
 
 
