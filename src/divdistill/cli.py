@@ -86,7 +86,7 @@ def cmd_select(args) -> None:
     torch.set_num_threads(args.threads)
     if len(args.seeds) != len(args.out):
         raise SystemExit(f"--seeds ({len(args.seeds)}) and --out ({len(args.out)}) must pair up")
-    train = load_split(args.data, "train")
+    train, tracking = load_split(args.data, "train"), _json(args.tracking)
     features = None
     if args.features:
         from .features import embed, load_feature_net
@@ -97,7 +97,7 @@ def cmd_select(args) -> None:
     for seed, out in zip(args.seeds, args.out):
         params = {"dataset": Path(args.data).name, "method": args.method, "distill_seed": 0, "seed": seed,
                   "max_ipc": args.max_ipc, "features": args.features}
-        with start_run(_json(args.tracking), "select", f"{params['dataset']}/{args.method}/seed{seed}", params) as run:
+        with start_run(tracking, "select", f"{params['dataset']}/{args.method}/seed{seed}", params) as run:
             images, labels, idx = select(args.method, train, args.max_ipc, seed, features)
             save_tensors(out, {"images": images, "labels": labels},
                          {**params, "source_index": idx.tolist(), "run_id": run.run_id})

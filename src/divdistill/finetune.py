@@ -247,13 +247,14 @@ def _memory_to(state: dict, device) -> dict:
 
 
 def _identity(cfg: FinetuneConfig, seed: int, labels: torch.Tensor, null_label: int, names: list[str],
-              dit, cache: LatentSource) -> dict:
+              dit, cache: LatentSource, class_order: list[int] | None) -> dict:
     """What a checkpoint must agree on to be resumed by this call (it keys the checkpoint folder):
     the configuration, the seed, the data (labels and latents) and the starting weights."""
     conf = {k: v for k, v in asdict(cfg).items() if k not in _VOLATILE}
     latents = "callable" if callable(cache) else tensor_digest(*(cache[k] for k in sorted(cache)))
     return {"config": conf, "seed": seed, "n": len(labels), "labels": tensor_digest(labels), "null": null_label,
-            "trainable": names, "latents": latents, "weights": tensor_digest(*dit.state_dict().values())}
+            "trainable": names, "latents": latents, "weights": tensor_digest(*dit.state_dict().values()),
+            "class_order": class_order}
 
 
 def finetune(
@@ -314,8 +315,7 @@ def finetune(
     real = Memory(cfg.memory_size, cfg.real_evict, torch.Generator().manual_seed(_derive(seed, "real")))
     gen = Memory(cfg.memory_size, cfg.gen_evict, torch.Generator().manual_seed(_derive(seed, "gen")))
     ckpts = None if checkpoint_dir is None else \
-        Checkpoints(checkpoint_dir, {**_identity(cfg, seed, labels_gen, null_label, list(params), dit, cache),
-                                     "class_order": class_order})
+        Checkpoints(checkpoint_dir, _identity(cfg, seed, labels_gen, null_label, list(params), dit, cache, class_order))
 
     start, last, resumed = 0, {}, None
     ck = ckpts.load() if ckpts is not None else None
