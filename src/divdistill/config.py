@@ -118,6 +118,13 @@ def ipcs_for(cfg: dict, method: str) -> list[str]:
     return [FULL_IPC] if method == "full" else [str(i) for i in cfg["ipc"]]
 
 
+def seeds_for(cfg: dict, method: str) -> list[int]:
+    """The evaluation seeds of a method: all of ``seeds``, but for Full (an upper bound, compared with
+    nothing) only the first ``evaluate.seeds_full`` of them when that is set."""
+    n = cfg["evaluate"].get("seeds_full") if method == "full" else None
+    return list(cfg["seeds"]) if n is None else list(cfg["seeds"])[:n]
+
+
 def distill_seeds_for(cfg: dict, method: str) -> list[int]:
     return list(cfg["distill_seeds"]) if base_method(method) in FINETUNED_METHODS else [0]
 
@@ -142,14 +149,14 @@ def sweep_cells(cfg: dict) -> list[Cell]:
         return []
     return [Cell(sw["dataset"], m, str(ipc), sw["model"], ds, seed)
             for _, _, m in sweep_points(cfg) for ipc in cfg["ipc"]
-            for ds in distill_seeds_for(cfg, m) for seed in cfg["seeds"]]
+            for ds in distill_seeds_for(cfg, m) for seed in seeds_for(cfg, m)]
 
 
 def table_cells(cfg: dict, table: str) -> list[Cell]:
     t = cfg["tables"][table]
     return [Cell(d, m, ipc, model, ds, seed)
             for d in t["datasets"] for m in t["methods"] for ipc in ipcs_for(cfg, m)
-            for model in t["models"] for ds in distill_seeds_for(cfg, m) for seed in cfg["seeds"]]
+            for model in t["models"] for ds in distill_seeds_for(cfg, m) for seed in seeds_for(cfg, m)]
 
 
 def cells(cfg: dict) -> list[Cell]:
@@ -266,6 +273,9 @@ def check(cfg: dict) -> None:
     for key in ("seeds", "distill_seeds"):
         if len(set(cfg[key])) != len(cfg[key]):
             errors.append(f"{key}: duplicate values in {cfg[key]}")
+    n_full = cfg["evaluate"].get("seeds_full")
+    if n_full is not None and n_full > len(cfg["seeds"]):
+        errors.append(f"evaluate.seeds_full = {n_full}: more than the {len(cfg['seeds'])} seeds there are")
     bounds = [r["max_ipc"] for r in cfg["evaluate"]["epochs"]]
     if bounds != sorted(bounds):
         errors.append(f"evaluate.epochs: max_ipc must increase, got {bounds}")

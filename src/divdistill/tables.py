@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import COLUMN_ORDER, FULL_IPC, METHOD_ORDER, SYNTHESIS_METHODS, sweep_cells, table_cells
+from .config import COLUMN_ORDER, FULL_IPC, METHOD_ORDER, SYNTHESIS_METHODS, seeds_for, sweep_cells, table_cells
 from .io import atomic_path, read_json, write_json, write_text
 from .reported import METHOD_CITATIONS, SOURCES, reported
 
@@ -119,8 +119,9 @@ def _footnotes(cfg: dict, table: str) -> list[str]:
 
 
 def _runs_per_cell(cfg: dict) -> str:
-    n, d = len(cfg["seeds"]), len(cfg.get("distill_seeds", [0]))
-    return f"{n} seeds" if d == 1 else f"{n} seeds (× {d} distillation seeds for fine-tuned methods)"
+    n, d, n_full = len(cfg["seeds"]), len(cfg.get("distill_seeds", [0])), len(seeds_for(cfg, "full"))
+    text = f"{n} seeds" if d == 1 else f"{n} seeds (× {d} distillation seeds for fine-tuned methods)"
+    return text if n_full == n else f"{text}; Full {n_full}"
 
 
 def _cell(agg, d, column, ipc, model):

@@ -103,7 +103,7 @@ def eval_params(wildcards):
     """Every resolved hyper-parameter of one evaluation job."""
     ev = config["evaluate"]
     hp = {k: v for k, v in ev.items()
-          if k not in ("epochs", "epochs_full", "nets", "threads", "checkpoint_every", "one_job_per")}
+          if k not in ("epochs", "epochs_full", "seeds_full", "nets", "threads", "checkpoint_every", "one_job_per")}
     hp["epochs"] = dd.epochs_for(config, wildcards.ipc)
     hp["net"] = ev["nets"][wildcards.model]
     return as_arg(hp)
@@ -111,7 +111,7 @@ def eval_params(wildcards):
 
 def eval_seeds(wildcards) -> list[int]:
     """The evaluation seeds one evaluate job runs: every seed of its table cell, or its own."""
-    return config["seeds"] if EVAL_PER_CELL else [int(wildcards.seed)]
+    return dd.seeds_for(config, wildcards.method) if EVAL_PER_CELL else [int(wildcards.seed)]
 
 
 def eval_cell(wildcards):

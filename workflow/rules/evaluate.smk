@@ -3,14 +3,17 @@
 
 EVAL_PATH = "results/eval/{dataset}/{method}/ipc{ipc}/{model}/distill{distill_seed}-seed{seed}.json"
 EVAL_CELL = "{dataset}/{method}/ipc{ipc}/{model}/distill{distill_seed}"  # checkpoints: <EVAL_CELL>/seed<k>
-if EVAL_PER_CELL:
+if EVAL_PER_CELL:  # Full (ipc "all") may run on fewer seeds: evaluate.seeds_full
     EVAL_OUTPUT, EVAL_JOB = expand(EVAL_PATH, seed=config["seeds"], allow_missing=True), EVAL_CELL
+    EVAL_OUTPUT_FULL = expand(EVAL_PATH, seed=dd.seeds_for(config, "full"), allow_missing=True)
 else:
-    EVAL_OUTPUT, EVAL_JOB = EVAL_PATH, f"{EVAL_CELL}-seed{{seed}}"
+    EVAL_OUTPUT, EVAL_JOB, EVAL_OUTPUT_FULL = EVAL_PATH, f"{EVAL_CELL}-seed{{seed}}", EVAL_PATH
 
 
 rule evaluate:
-    """Train a fresh test network on a distilled (or the full) set per seed; final-epoch test accuracy."""
+    """Train a fresh test network on a distilled set per seed; final-epoch test accuracy."""
+    wildcard_constraints:
+        ipc=r"\d+",
     input:
         unpack(eval_inputs),
     output:
@@ -40,3 +43,10 @@ rule evaluate:
         "{params.distilled:q} --cell {params.cell:q} --seeds {params.seeds:q} --params {params.hp:q} "
         "--threads {threads} --checkpoints {params.checkpoints:q} --checkpoint-every {params.every:q} "
         "--out {output:q} 2> {log:q}"
+
+
+use rule evaluate as evaluate_full with:
+    wildcard_constraints:
+        ipc=dd.FULL_IPC,
+    output:
+        EVAL_OUTPUT_FULL,
