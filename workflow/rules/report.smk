@@ -30,7 +30,7 @@ rule render:
         plots=directory("reports/plots/curves"),
         sweeps=SWEEP_PLOTS,
     params:
-        spec=as_arg({k: config[k] for k in ("tables", "ipc", "seeds", "distill_seeds", "sweeps", "finetune")
+        spec=as_arg({k: config[k] for k in ("tables", "ipc", "seeds", "distill_seeds", "sweeps", "finetune", "evaluate")
                      if k in config}),
         grids=[f"{src}={dst}" for dst, src in GRIDS.items()],
         sweep_plots=lambda wildcards: SWEEP_PLOTS_DIR,  # Figure 4's CSVs, also without sweeps (then unused)
