@@ -1,5 +1,7 @@
 # make demo  — install (first use), then run the whole DAG on the Fashion-MNIST demo through DVC,
 #              write the browsable report reports/report.html and its screenshot reports/report.png
+# make study — install (first use), then the mechanism study (config/study.yaml over params.yaml):
+#              tables and figure in reports/study/, its report page reports/study/report.html
 # make test  — install (first use), then run the test suite
 # make ui    — MLflow UI on the runs, bound to 127.0.0.1
 PY      := python3.11
@@ -8,7 +10,7 @@ BIN     := $(VENV)/bin
 CORES   ?= $(shell nproc)
 FASHION := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 
-.PHONY: demo test ui install lint clean-results
+.PHONY: demo study test ui install lint clean-results
 
 $(BIN)/activate:
 	$(PY) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -35,6 +37,12 @@ demo: install $(FASHION)
 	PATH=$(abspath $(BIN)):$$PATH DIVDISTILL_CORES=$(CORES) $(BIN)/dvc repro
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/snakemake --report reports/report.html
 	workflow/scripts/screenshot.sh reports/report.html reports/report.png
+
+STUDY := --configfile params.yaml config/study.yaml
+
+study: install $(FASHION)
+	PATH=$(abspath $(BIN)):$$PATH $(BIN)/snakemake --cores $(CORES) $(STUDY) -- study
+	PATH=$(abspath $(BIN)):$$PATH $(BIN)/snakemake $(STUDY) --report reports/study/report.html -- study
 
 test: install
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/pytest -q

@@ -1,6 +1,7 @@
 # divdistill: diversity-driven generative dataset distillation, end to end.
 #   snakemake --cores 8 all                     # the demo (params.yaml)
 #   snakemake --cores 8 all --configfile config/smoke.yaml
+#   snakemake --cores 8 study --configfile params.yaml config/study.yaml   # the mechanism study
 from snakemake.utils import min_version
 
 min_version("9.0")
@@ -37,6 +38,12 @@ rule all:
     input:
         all_targets(),
     default_target: True
+
+
+# The mechanism study: snakemake --configfile params.yaml config/study.yaml --cores 2 study
+rule study:
+    input:
+        STUDY_OUTPUTS if STUDY_CELLS else [],
 
 
 onstart:

@@ -188,13 +188,15 @@ def grid_jobs(cfg: dict, f: dict, n_train_pc: int, n_test_pc: int, mfu: dict) ->
                 test = n_tests(epochs, ev["eval_every"]) * n_test_pc * ncls[d] * f[f"{model}_fwd"]
                 return [(epochs * n * f[f"{model}_train"] + test, "tf32", key)]
             add(f"evaluate {model} ipc{ipc}", jobs, parts)
-    # diversity: Table 1's distilled sets (not full, not DM), VAE-encoded at every IPC
+    # diversity: Table 1's distilled sets (not full, not DM), VAE-encoded at every IPC, and embedded by the
+    # feature ConvNet with every real training image once per job (k-NN precision/recall/density/coverage)
     t1 = cfg["tables"]["table1"]
     # one job per (dataset, method, distill seed) measures every seed's set
     add("diversity", {d: sum(len(dd.distill_seeds_for(cfg, m)) for m in t1["methods"]
                              if m != "full" and m not in dd.SYNTHESIS_METHODS) if d in t1["datasets"] else 0
                       for d in datasets},
-        lambda d: [(len(seeds) * sum(cfg["ipc"]) * ncls[d] * f["vae_enc"], "tf32", "vae")])
+        lambda d: [(len(seeds) * sum(cfg["ipc"]) * ncls[d] * f["vae_enc"], "tf32", "vae"),
+                   ((n_train[d] + len(seeds) * sum(cfg["ipc"]) * ncls[d]) * f["feat_fwd"], "tf32", "convnet")])
     return rows
 
 

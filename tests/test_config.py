@@ -11,11 +11,13 @@ from .conftest import ROOT
 
 DEMO = dd.load(ROOT / "params.yaml")
 PAPER = dd.load(ROOT / "config" / "paper.yaml")
+STUDY = {**DEMO, **dd.load(ROOT / "config" / "study.yaml")}  # as snakemake --configfile params.yaml config/study.yaml
 
 
 def test_demo_and_paper_configs_pass_the_relation_checks():
     dd.check(DEMO)
     dd.check(PAPER)
+    dd.check(STUDY)
 
 
 def test_prepare_args_per_source():
@@ -69,6 +71,71 @@ def test_sweep_variants_are_methods_of_their_own():
     pattern = re.compile(dd.finetuned_method_pattern())
     assert pattern.fullmatch("ours-lambda_real-0.0005") and pattern.fullmatch("realmax-genmin")
     assert not pattern.fullmatch("dit") and not pattern.fullmatch("random-lambda_real-0.1")
+
+
+def test_variants_chain_keys_in_one_order_with_one_spelling_per_value():
+    name = dd.variant_name("ours", guidance=2.0, max_steps=5000)  # keys in VARIANT_KEYS order, 2.0 -> "2"
+    assert name == "ours-max_steps-5000-guidance-2"
+    assert dd.split_method(name) == ("ours", {"max_steps": 5000, "guidance": 2.0})
+    assert dd.variant_name(name) == name  # parse and rebuild: the same name
+    assert dd.split_method("ours-lambda_gen-1e-05-guidance-1") == ("ours", {"lambda_gen": 1e-05, "guidance": 1.0})
+    assert dd.split_method("ours-paper-code-guidance-2") == ("ours-paper-code", {"guidance": 2.0})
+    with pytest.raises(ValueError, match="not a variant key: epochs"):
+        dd.variant_name("ours", epochs=3)
+    # a sample key samples the same fine-tuned model; a finetune key makes a model of its own
+    assert dd.finetuned_name("ours-max_steps-5000-guidance-2") == "ours-max_steps-5000"
+    assert dd.finetuned_name("minimax-guidance-1") == "minimax"
+    ft, sample = {"max_steps": 300, "lambda_gen": 0.008}, {"guidance": 4.0, "steps": 50}
+    assert dd.finetune_settings(ft, "ours-max_steps-5000-guidance-2") == {"max_steps": 5000, "lambda_gen": 0.008}
+    assert dd.sample_settings(sample, "ours-max_steps-5000-guidance-2") == {"guidance": 2.0, "steps": 50}
+    assert dd.finetune_settings(ft, "difffit-guidance-1") == {"max_steps": 300, "lambda_gen": 0.0, "lambda_real": 0.0}
+    finetuned, sampled = re.compile(dd.finetuned_method_pattern()), re.compile(dd.generative_method_pattern())
+    assert finetuned.fullmatch("ours-max_steps-5000") and not finetuned.fullmatch("ours-guidance-2")
+    assert sampled.fullmatch("ours-max_steps-5000-guidance-2") and sampled.fullmatch("dit-guidance-1")
+    assert not sampled.fullmatch("dit-max_steps-5") and not sampled.fullmatch("ours-guidance-2-max_steps-5")
+
+
+def test_study_grid_shares_the_demo_runs_at_the_demo_settings():
+    points = dd.study_points(STUDY)
+    st = STUDY["study"]
+    tuned = [m for m in st["methods"] if m != "dit"]
+    assert len(points) == len(st["guidance"]) * (1 + len(tuned) * len(st["max_steps"]))
+    names = {(p["method"], p["max_steps"], p["guidance"]): p["name"] for p in points}
+    assert names[("ours", 300, 4.0)] == "ours"  # params.yaml's cap and guidance: Table 1's own runs
+    assert names[("ours", 5000, 2.0)] == "ours-max_steps-5000-guidance-2"
+    assert names[("dit", None, 1.0)] == "dit-guidance-1"
+    assert names[("difffit", 300, 4.0)] == "difffit"
+    assert len(set(names.values())) == len(points)  # one name per point
+    cells = dd.study_cells(STUDY)
+    per_point = {p["name"]: len(st["distill_seeds"] if p["method"] != "dit" else [0]) * len(STUDY["seeds"])
+                 for p in points}
+    assert len(cells) == sum(per_point.values())
+    assert {c.distill_seed for c in cells if c.method == "ours-max_steps-5000"} == set(st["distill_seeds"])
+    assert dd.study_cells(DEMO) == [] and dd.cells(STUDY) == dd.cells(DEMO)  # the demo's grid is untouched
+
+
+@pytest.mark.parametrize("edit, needle", [
+    (lambda c: c["study"].update(max_steps=[300, 5001]),
+     "study.max_steps: 5001 is more than finetune.epochs' worth on fashion-hard (5000 steps of 8)"),
+    (lambda c: c["study"].update(model="vgg"), "study.model: 'vgg' has no entry under evaluate.nets"),
+    (lambda c: c["study"].update(dataset="cifar"), "study.dataset: unknown dataset 'cifar'"),
+    (lambda c: c["evaluate"].update(seeds_full=9), "evaluate.seeds_full = 9: more than the 6 seeds there are"),
+])
+def test_study_and_full_seed_errors_name_the_key(edit, needle):
+    cfg = copy.deepcopy(STUDY)
+    edit(cfg)
+    with pytest.raises(dd.ConfigError, match=re.escape(needle)):
+        dd.check(cfg)
+
+
+def test_full_runs_on_the_first_seeds_full_seeds():
+    assert dd.seeds_for(DEMO, "full") == DEMO["seeds"][:DEMO["evaluate"]["seeds_full"]]
+    assert dd.seeds_for(DEMO, "ours") == DEMO["seeds"]
+    cfg = copy.deepcopy(DEMO)
+    cfg["evaluate"]["seeds_full"] = None
+    assert dd.seeds_for(cfg, "full") == cfg["seeds"]
+    full = [c for c in dd.cells(DEMO) if c.method == "full"]
+    assert {c.seed for c in full} == set(dd.seeds_for(DEMO, "full"))
 
 
 def test_paper_sweeps_reuse_the_default_point_and_add_the_rest():

@@ -178,12 +178,19 @@ def test_tie_warns_when_block_embedders_differ():
 # ----------------------------------------------------------------------------- memory terms
 
 
-def test_zero_lambdas_equal_skipping_memory_loss(setup, monkeypatch):
+def test_no_memory_control_is_difffit_alone_bit_for_bit(setup, monkeypatch):
+    """The study's control, method "difffit": both memory terms weighted 0, so every step's loss is the
+    diffusion loss alone and the model equals DiffFit fine-tuning with the memory terms removed."""
+    from divdistill.config import finetune_settings
+
+    control = finetune_settings({}, "difffit")
+    assert control == {"lambda_real": 0.0, "lambda_gen": 0.0}
     logs = []
-    with_terms, _ = run(setup, lambda_real=0.0, lambda_gen=0.0, on_step=logs.append)
+    with_terms, _ = run(setup, **control, on_step=logs.append)
     assert logs[-1]["loss_real"] > 0 and logs[-1]["loss_gen"] > 0  # the terms were computed, weighted by 0
+    assert all(e["loss"] == e["loss_diff"] for e in logs)  # zero memory loss at every step
     monkeypatch.setattr(ft, "memory_loss", lambda *a, **k: (torch.zeros(()), {"loss_real": 0.0, "loss_gen": 0.0}))
-    skipped, _ = run(setup, lambda_real=0.0, lambda_gen=0.0)
+    skipped, _ = run(setup, **control)
     assert_same_weights(with_terms, skipped)
     monkeypatch.undo()
     weighted, _ = run(setup, lambda_real=1.0, lambda_gen=1.0)  # and nonzero weights do move the model
@@ -217,6 +224,7 @@ def test_max_eviction_keeps_a_more_diverse_gen_memory_than_fifo(setup):
 
 def test_methods():
     assert evictions("ours") == ("max", "max") and evictions("minimax") == ("fifo", "fifo")
+    assert evictions("difffit") == ("fifo", "fifo")  # kept and logged; its terms are weighted 0
     assert evictions("realmin-genmax") == ("min", "max")
     # Table 3's four cells: every (real, gen) pair of min/max, (max, max) being "ours"
     table3 = ("realmin-genmin", "realmin-genmax", "realmax-genmin", "ours")

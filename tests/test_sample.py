@@ -172,3 +172,26 @@ def test_non_finite_guidance_stops_sampling_and_a_constant_set_is_refused(dit):
     one_pixel = torch.zeros(4, 1, 8, 8, dtype=torch.uint8)
     one_pixel[2, 0, 3, 3] = 1
     require_varied(one_pixel, "the set")  # one differing pixel is enough: a set is only refused when constant
+
+
+def test_guidance_one_makes_no_unconditional_pass(dit):
+    """guidance 1 is conditional sampling: the DiT only ever sees the true labels, one pass per step
+    (the study's guidance-1 points cost half a guided sampling)."""
+    calls = []
+
+    class Recording(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inner, self.config = dit, dit.config
+
+        def forward(self, x, timestep, class_labels):
+            calls.append(class_labels.clone())
+            return self.inner(x, timestep=timestep, class_labels=class_labels)
+
+    labels, index = [2, 7, 7], [0, 0, 1]
+    got = run(Recording(), labels, index, guidance=1.0, steps=5)
+    assert len(calls) == 5 and all(c.tolist() == labels for c in calls)
+    assert torch.equal(got, run(dit, labels, index, guidance=1.0, steps=5))
+    calls.clear()
+    run(Recording(), labels, index, guidance=2.0, steps=5)  # guided: a doubled batch with the null label
+    assert len(calls) == 5 and all(c.tolist() == labels + [NULL] * 3 for c in calls)

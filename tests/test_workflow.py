@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 from mlflow.tracking import MlflowClient
 
@@ -290,3 +291,69 @@ def test_three_runs_against_one_database_no_lock_no_duplicate_no_running(smoke):
     # the render of the second run re-used the table cells' parent runs: one per cell, still
     parents = [r for r in runs("evaluate") if r.data.tags.get("divdistill.parent") == "1"]
     assert len(parents) == len({(c.dataset, c.method, c.ipc, c.model) for c in cells})
+
+
+def test_study_dry_run_lists_every_point(project):
+    """config/study.yaml over params.yaml: one fine-tuning per (method, length, distillation seed), one
+    sampling, diversity and evaluation job per point and distillation seed; the demo's grid unchanged."""
+    cfg = {**dd.load(project / "params.yaml"), **dd.load(project / "config" / "study.yaml")}
+    st = cfg["study"]
+    jobs = planned_jobs(run(["snakemake", "-n", "--configfile", "params.yaml", "config/study.yaml", "--", "study"],
+                            project).stdout)
+    tuned = [m for m in st["methods"] if m in dd.FINETUNED_METHODS]
+    sets = len(st["guidance"]) * (1 + len(tuned) * len(st["max_steps"]) * len(st["distill_seeds"]))
+    assert jobs["finetune"] == len(tuned) * len(st["max_steps"]) * len(st["distill_seeds"])
+    assert jobs["sample"] == jobs["diversity"] == sets and jobs["evaluate"] == sets * len(cfg["ipc"])
+    assert jobs["render_study"] == 1 and "render" not in jobs
+
+
+@needs_fashion
+@pytest.mark.slow
+def test_study_on_the_smoke_dag(smoke):
+    """The study target on the finished smoke DAG: the control, a guidance-1 variant sampled from the
+    same fine-tuned model, k-NN measures in MLflow, contrasts with intervals and MDDs; the smoke's own
+    runs at its own settings are reused, not rerun."""
+    project, cfg, _ = smoke
+    ipc = str(cfg["ipc"][0])
+    study = {"study": {"dataset": "fashion-hard", "model": "convnet", "methods": ["dit", "difffit", "ours"],
+                       "max_steps": [cfg["finetune"]["max_steps"]], "guidance": [1, cfg["sample"]["guidance"]],
+                       "distill_seeds": [0, 1]}}
+    (project / "study.yaml").write_text(yaml.safe_dump(study))
+    shared = project / f"results/eval/fashion-hard/ours/ipc{ipc}/convnet/distill0-seed0.json"
+    before = json.loads(shared.read_text())["run_id"]
+    out = run(["snakemake", "--cores", "2", "--configfile", "params.yaml", "study.yaml", "--", "study"], project)
+    assert json.loads(shared.read_text())["run_id"] == before  # the smoke's "ours" is the study's point
+    assert "rule finetune:" in out.stdout + out.stderr
+    # guidance 1 samples the same fine-tuned model as "ours" (one fine-tuning per model), other images
+    from divdistill.io import load_tensors
+
+    g1, meta = load_tensors(project / "results/distilled/fashion-hard/ours-guidance-1/distill1-seed0.safetensors")
+    g2, _ = load_tensors(project / "results/distilled/fashion-hard/ours/distill1-seed0.safetensors")
+    assert meta["generator"] == "results/finetuned/fashion-hard/ours/distill1" and meta["guidance"] == 1.0
+    assert not torch.equal(g1["images"], g2["images"])
+    assert not (project / "results/finetuned/fashion-hard/ours-guidance-1").exists()
+
+    res = json.loads((project / "reports/study/metrics.json").read_text())
+    kinds = {r["kind"] for r in res["contrasts"]}
+    assert {"fine-tuning itself", "memory", "guidance"} <= kinds
+    memory = next(r for r in res["contrasts"] if r["kind"] == "memory" and r["ipc"] == ipc)
+    assert (memory["a"], memory["b"]) == ("ours", "difffit")
+    acc = memory["test_acc"]
+    assert acc["pairing"] == "(distill_seed, seed)" and acc["n"] == 2 * len(cfg["seeds"])
+    # the difference is the mean of the paired per-run differences, recomputed from the result files
+    diffs = [json.loads((project / f"results/eval/fashion-hard/{a}/ipc{ipc}/convnet/distill{ds}-seed{s}.json")
+                        .read_text())["test_acc"] * sign
+             for ds in (0, 1) for s in cfg["seeds"] for a, sign in (("ours", 1), ("difffit", -1))]
+    assert abs(acc["mean"] - sum(diffs) / (2 * len(cfg["seeds"]))) < 1e-9
+    assert acc["ci_low"] <= acc["mean"] <= acc["ci_high"] and acc["mdd"] > 0
+    md = (project / "reports/study/study.md").read_text()
+    assert "Ours, 6 steps, guidance 2 − DiffFit (no memory), 6 steps, guidance 2" in md and "MDD" in md
+    assert (project / "reports/study/figure.png").stat().st_size > 1000
+    # the k-NN measures are logged on the diversity runs
+    client = MlflowClient(f"sqlite:///{project}/mlflow.db")
+    exp = client.get_experiment_by_name(f"{cfg['mlflow']['experiment_prefix']}-diversity")
+    runs = client.search_runs([exp.experiment_id], filter_string="params.method = 'difffit-guidance-1'")
+    assert runs and {"prdc_coverage_seed0", "prdc_precision_seed0", "prdc_recall_seed0",
+                     "prdc_density_seed0"} <= set(runs[0].data.metrics)
+    assert "Nothing to be done" in run(["snakemake", "-n", "--configfile", "params.yaml", "study.yaml", "--", "study"],
+                                       project).stdout

@@ -19,9 +19,9 @@ from .reported import REPORTED_METHODS
 
 # The paper's column order (Table 1), then Table 3's ablation pairs. IDC-1 is never
 # run: it appears only as published numbers (``tables.<t>.reported``, see reported.py).
-METHOD_ORDER = ("random", "kcenter", "herding", "dit", "dm", "minimax", "ours", "ours-paper-code",
+METHOD_ORDER = ("random", "kcenter", "herding", "dit", "dm", "difffit", "minimax", "ours", "ours-paper-code",
                 "realmin-genmin", "realmin-genmax", "realmax-genmin", "full")
-COLUMN_ORDER = ("random", "kcenter", "herding", "dit", "dm", "idc-1", "minimax", "ours", "ours-paper-code",
+COLUMN_ORDER = ("random", "kcenter", "herding", "dit", "dm", "idc-1", "difffit", "minimax", "ours", "ours-paper-code",
                 "realmin-genmin", "realmin-genmax", "realmax-genmin", "full")
 SELECTION_METHODS = ("random", "kcenter", "herding")
 FEATURE_METHODS = ("kcenter", "herding")  # selections that need the feature extractor
@@ -30,6 +30,7 @@ SYNTHESIS_METHODS = ("dm",)  # optimised per IPC: one set per (IPC, seed), not n
 # None for the pretrained DiT sampled as is. "ours" is Table 3's (max, max) cell.
 GENERATIVE_METHODS = {
     "dit": None,
+    "difffit": ("fifo", "fifo"),  # the no-memory control: memories kept and logged, their terms weighted 0
     "minimax": ("fifo", "fifo"),
     "ours": ("max", "max"),
     "ours-paper-code": ("max", "max"),  # Ours with the memory terms weighted as the paper's code does
@@ -39,47 +40,93 @@ GENERATIVE_METHODS = {
 }
 FINETUNED_METHODS = tuple(m for m, ev in GENERATIVE_METHODS.items() if ev is not None)
 # Fine-tuning settings a method fixes over params.yaml's finetune section.
-METHOD_FINETUNE = {"ours-paper-code": {"memory_weighting": "paper_code"}}  # losses.memory_loss
+METHOD_FINETUNE = {"ours-paper-code": {"memory_weighting": "paper_code"},  # losses.memory_loss
+                   "difffit": {"lambda_real": 0.0, "lambda_gen": 0.0}}  # DiffFit alone: same steps, no memory terms
 
 
-def finetune_settings(finetune: dict, method: str) -> dict:
-    """The finetune section as one fine-tuned method (or sweep variant) runs it: the method's own
-    settings (METHOD_FINETUNE), then a sweep variant's value, over params.yaml's."""
-    base, overrides = split_method(method)
-    return {**finetune, **METHOD_FINETUNE.get(base, {}), **overrides}
 FULL_IPC = "all"  # the ipc wildcard of the Full method: the whole training set
 
-# Figure 4: a fine-tuned method with one hyper-parameter moved off its finetune value is a
-# method of its own, named "<method>-<key>-<value>" (e.g. "ours-lambda_gen-0.032"), so every
-# path, wildcard, MLflow run and table keeps one name for it.
-SWEEP_KEYS = ("lambda_real", "lambda_gen", "memory_size")
-VARIANT_RE = re.compile(r"^(?P<base>[a-z0-9-]+?)-(?P<key>" + "|".join(SWEEP_KEYS) + r")-(?P<value>[0-9.e+-]+)$")
+# Variants. A method with settings moved off params.yaml's values is a method of its own, named
+# "<method>-<key>-<value>[-<key>-<value>...]" (Figure 4's "ours-lambda_gen-0.032", the study's
+# "ours-max_steps-5000-guidance-2"), so every path, wildcard, MLflow run and table keeps one name
+# for it. Each key belongs to one section: a finetune key makes a model of its own, a sample key
+# samples the same fine-tuned model differently. Keys appear in this order.
+VARIANT_KEYS = {"lambda_real": ("finetune", float), "lambda_gen": ("finetune", float),
+                "memory_size": ("finetune", int), "max_steps": ("finetune", int), "guidance": ("sample", float)}
+SWEEP_KEYS = ("lambda_real", "lambda_gen", "memory_size")  # Figure 4's hyper-parameters
+_KEYS = "|".join(VARIANT_KEYS)
+_NUMBER = r"[0-9][0-9.e+-]*?"
+VARIANT_RE = re.compile(rf"^(?P<base>[a-z0-9-]+?)(?P<parts>(?:-(?:{_KEYS})-{_NUMBER})*)$")
+_PART_RE = re.compile(rf"-(?P<key>{_KEYS})-(?P<value>{_NUMBER})(?=-(?:{_KEYS})-|$)")
 
 
-def variant_name(method: str, key: str, value) -> str:
-    return f"{method}-{key}-{value}"
+def _number(value) -> str:
+    """One spelling per value: 2, 2.0 and 2e0 are all "2"; 0.032 stays "0.032", 1e39 "1e+39"."""
+    v = float(value)
+    return str(int(v)) if v.is_integer() and abs(v) < 1e15 else repr(v)
+
+
+def variant_name(method: str, key: str | None = None, value=None, **more) -> str:
+    """``method`` with settings overridden, keys in VARIANT_KEYS order: variant_name("ours",
+    "lambda_gen", 0.032) or variant_name("ours", max_steps=5000, guidance=2)."""
+    base, overrides = split_method(method)
+    overrides = {**overrides, **({key: value} if key is not None else {}), **more}
+    unknown = set(overrides) - set(VARIANT_KEYS)
+    if unknown:
+        raise ValueError(f"not a variant key: {', '.join(sorted(unknown))} (known: {', '.join(VARIANT_KEYS)})")
+    return base + "".join(f"-{k}-{_number(overrides[k])}" for k in VARIANT_KEYS if k in overrides)
 
 
 def split_method(name: str) -> tuple[str, dict]:
-    """(base method, finetune overrides): "ours-memory_size-16" -> ("ours", {"memory_size": 16})."""
+    """(base method, overrides): "ours-memory_size-16" -> ("ours", {"memory_size": 16});
+    "ours-max_steps-5000-guidance-2" -> ("ours", {"max_steps": 5000, "guidance": 2.0})."""
     m = VARIANT_RE.match(name)
-    if m is None:
+    if m is None or not m["parts"]:
         return name, {}
-    value = float(m["value"]) if m["key"].startswith("lambda") else int(m["value"])
-    return m["base"], {m["key"]: value}
+    return m["base"], {p["key"]: VARIANT_KEYS[p["key"]][1](float(p["value"])) for p in _PART_RE.finditer(m["parts"])}
 
 
 def base_method(name: str) -> str:
     return split_method(name)[0]
 
 
+def section_overrides(method: str, section: str) -> dict:
+    """The overrides of a variant that belong to one section ("finetune" or "sample")."""
+    return {k: v for k, v in split_method(method)[1].items() if VARIANT_KEYS[k][0] == section}
+
+
+def finetuned_name(method: str) -> str:
+    """The fine-tuned model a generative method samples from: its name without the sample keys
+    ("ours-max_steps-5000-guidance-2" -> "ours-max_steps-5000")."""
+    return variant_name(base_method(method), **section_overrides(method, "finetune"))
+
+
+def finetune_settings(finetune: dict, method: str) -> dict:
+    """The finetune section as one fine-tuned method (or variant) runs it: the method's own
+    settings (METHOD_FINETUNE), then a variant's values, over params.yaml's."""
+    return {**finetune, **METHOD_FINETUNE.get(base_method(method), {}), **section_overrides(method, "finetune")}
+
+
+def sample_settings(sample: dict, method: str) -> dict:
+    """The sample section as one generative method (or variant) samples: a variant's values over
+    params.yaml's."""
+    return {**sample, **section_overrides(method, "sample")}
+
+
+def _keys_of(section: str) -> str:
+    return "|".join(k for k, (s, _) in VARIANT_KEYS.items() if s == section)
+
+
 def finetuned_method_pattern() -> str:
-    """Wildcard regex of every fine-tuned method name, sweep variants included."""
-    return rf"({'|'.join(FINETUNED_METHODS)})(-({'|'.join(SWEEP_KEYS)})-[0-9.e+-]+)?"
+    """Wildcard regex of every fine-tuned model's name: a fine-tuned method with finetune keys."""
+    return rf"({'|'.join(FINETUNED_METHODS)})(-({_keys_of('finetune')})-[0-9][0-9.e+-]*)*"
 
 
 def generative_method_pattern() -> str:
-    return rf"dit|{finetuned_method_pattern()}"
+    """Wildcard regex of every sampled method's name: DiT with sample keys, or a fine-tuned model
+    with sample keys."""
+    sample = rf"(-({_keys_of('sample')})-[0-9][0-9.e+-]*)*"
+    return rf"(dit|{finetuned_method_pattern()}){sample}"
 
 
 class ConfigError(ValueError):
@@ -121,7 +168,7 @@ def ipcs_for(cfg: dict, method: str) -> list[str]:
 def seeds_for(cfg: dict, method: str) -> list[int]:
     """The evaluation seeds of a method: all of ``seeds``, but for Full (an upper bound, compared with
     nothing) only the first ``evaluate.seeds_full`` of them when that is set."""
-    n = cfg["evaluate"].get("seeds_full") if method == "full" else None
+    n = cfg.get("evaluate", {}).get("seeds_full") if method == "full" else None
     return list(cfg["seeds"]) if n is None else list(cfg["seeds"])[:n]
 
 
@@ -152,6 +199,42 @@ def sweep_cells(cfg: dict) -> list[Cell]:
             for ds in distill_seeds_for(cfg, m) for seed in seeds_for(cfg, m)]
 
 
+def study_points(cfg: dict) -> list[dict]:
+    """Every point of the study grid: {"method", "max_steps", "guidance", "name"} in the study's
+    method order, then length, then guidance. max_steps is None for DiT (nothing is fine-tuned);
+    a value equal to params.yaml's keeps the base name, so the demo's runs are shared."""
+    st = cfg.get("study")
+    if not st:
+        return []
+    points = []
+    for m in st["methods"]:
+        tuned = GENERATIVE_METHODS[m] is not None
+        for steps in st["max_steps"] if tuned else [None]:
+            for g in st["guidance"]:
+                over = {}
+                if steps is not None and steps != cfg["finetune"].get("max_steps"):
+                    over["max_steps"] = steps
+                if float(g) != float(cfg["sample"]["guidance"]):
+                    over["guidance"] = g
+                points.append({"method": m, "max_steps": steps, "guidance": float(g),
+                               "name": variant_name(m, **over)})
+    return points
+
+
+def study_distill_seeds(cfg: dict, method: str) -> list[int]:
+    return list(cfg["study"]["distill_seeds"]) if base_method(method) in FINETUNED_METHODS else [0]
+
+
+def study_cells(cfg: dict) -> list[Cell]:
+    """Every evaluation of the study: each point at every ipc, distillation seed and seed."""
+    st = cfg.get("study")
+    if not st:
+        return []
+    return [Cell(st["dataset"], p["name"], str(ipc), st["model"], ds, seed)
+            for p in study_points(cfg) for ipc in cfg["ipc"]
+            for ds in study_distill_seeds(cfg, p["name"]) for seed in cfg["seeds"]]
+
+
 def table_cells(cfg: dict, table: str) -> list[Cell]:
     t = cfg["tables"][table]
     return [Cell(d, m, ipc, model, ds, seed)
@@ -172,8 +255,9 @@ def cells(cfg: dict) -> list[Cell]:
 
 def datasets_used(cfg: dict) -> list[str]:
     used = {d for t in cfg["tables"].values() for d in t["datasets"]}
-    if cfg.get("sweeps"):
-        used.add(cfg["sweeps"]["dataset"])
+    for extra in ("sweeps", "study"):
+        if cfg.get(extra):
+            used.add(cfg[extra]["dataset"])
     return sorted(used)
 
 
@@ -305,5 +389,18 @@ def check(cfg: dict) -> None:
             errors.append(f"sweeps.method: {sw['method']!r} is not fine-tuned (one of {', '.join(FINETUNED_METHODS)})")
         if sw["model"] not in cfg["evaluate"]["nets"]:
             errors.append(f"sweeps.model: {sw['model']!r} has no entry under evaluate.nets")
+    st = cfg.get("study")
+    if st:
+        if st["dataset"] not in DATASETS:
+            errors.append(f"study.dataset: unknown dataset {st['dataset']!r} (known: {', '.join(DATASETS)})")
+        if st["model"] not in cfg["evaluate"]["nets"]:
+            errors.append(f"study.model: {st['model']!r} has no entry under evaluate.nets")
+        elif per_class is not None and st["dataset"] in DATASETS:  # more steps than epochs hold would be a
+            ft = cfg["finetune"]                                    # second name for the same run
+            most = ft["epochs"] * (per_class * len(DATASETS[st["dataset"]].class_ids) // ft["batch_size"])
+            for steps in st["max_steps"]:
+                if steps > most:
+                    errors.append(f"study.max_steps: {steps} is more than finetune.epochs' worth on "
+                                  f"{st['dataset']} ({most} steps of {ft['batch_size']})")
     if errors:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(errors))

@@ -28,7 +28,8 @@ from .reported import METHOD_CITATIONS, SOURCES, reported
 
 METHOD_LABELS = {
     "random": "Random", "kcenter": "K-Center", "herding": "Herding", "dit": "DiT", "dm": "DM",
-    "idc-1": "IDC-1", "minimax": "Minimax", "ours": "Ours", "ours-paper-code": "Ours (paper code)", "full": "Full",
+    "idc-1": "IDC-1", "difffit": "DiffFit (no memory)", "minimax": "Minimax", "ours": "Ours",
+    "ours-paper-code": "Ours (paper code)", "full": "Full",
     "realmin-genmin": "real min / gen min", "realmin-genmax": "real min / gen max",
     "realmax-genmin": "real max / gen min",
 }

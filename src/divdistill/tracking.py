@@ -26,6 +26,13 @@ def experiment_name(prefix: str, stage: str) -> str:
     return f"{prefix}-{stage}"
 
 
+def preload() -> None:
+    """Import MLflow's client and SQL store now (~2 s), e.g. while a job's imports run without the
+    garbage collector (cli._imported)."""
+    import mlflow.store.tracking.sqlalchemy_store  # noqa: F401
+    from mlflow.tracking import MlflowClient  # noqa: F401
+
+
 def _client(tracking_uri: str):
     from mlflow.tracking import MlflowClient  # imported lazily: ~1 s
 

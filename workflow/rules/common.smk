@@ -29,6 +29,13 @@ os.environ.update(DIVDISTILL_TRACKING=json.dumps(config["mlflow"]))
 os.environ.update(DIVDISTILL_HISTORY="results/history")
 
 
+# The mechanism study (config/study.yaml): its evaluations, its distilled sets' diversity, its outputs.
+STUDY_CELLS = dd.study_cells(config)
+STUDY_DIVERSITY = sorted({f"results/diversity/{c.dataset}/{c.method}/distill{c.distill_seed}-seed{c.seed}.json"
+                          for c in STUDY_CELLS})
+STUDY_DIR = "reports/study"
+STUDY_OUTPUTS = [f"{STUDY_DIR}/{f}" for f in ("study.md", "study.html", "metrics.json", "figure.png", "figure.pdf")]
+
 # The paired comparisons of every table row (compare.py), written by the render job.
 COMPARISONS = [f"reports/tables/comparisons.{ext}" for ext in ("md", "tex", "html")]
 
@@ -153,10 +160,16 @@ def finetune_params(wildcards):
 
 
 def generator_dir(wildcards):
-    """The DiT a generative method samples from: its fine-tuned copy, or the pretrained one for DiT."""
+    """The DiT a generative method samples from: its fine-tuned copy (a sample-key variant such as
+    ours-guidance-2 shares ours'), or the pretrained one for DiT."""
     if dd.GENERATIVE_METHODS[dd.base_method(wildcards.method)] is None:
         return GEN["dit"]
-    return f"results/finetuned/{wildcards.dataset}/{wildcards.method}/distill{wildcards.distill_seed}"
+    return f"results/finetuned/{wildcards.dataset}/{dd.finetuned_name(wildcards.method)}/distill{wildcards.distill_seed}"
+
+
+def sample_params(wildcards):
+    # a variant's sampling values (ours-guidance-2) over the sample section
+    return as_arg(dd.sample_settings({k: v for k, v in config["sample"].items() if k != "threads"}, wildcards.method))
 
 
 def sample_inputs(wildcards):

@@ -130,7 +130,7 @@ rule sample:
     wildcard_constraints:
         method=dd.generative_method_pattern(),
     params:
-        p=as_arg({k: v for k, v in config["sample"].items() if k != "threads"}),
+        p=sample_params,
         max_ipc=max(config["ipc"]),
         data=data_dir,
         vae=GEN["vae_decoder"],

@@ -46,3 +46,34 @@ rule render:
         "--grids {params.grids:q} --tables reports/tables "
         "--metrics {output.metrics:q} --plots {output.plots:q} --sweep-plots {params.sweep_plots:q} "
         "--tracking \"$DIVDISTILL_TRACKING\" 2> {log:q}"
+
+
+if STUDY_CELLS:
+
+    rule render_study:
+        """The mechanism study's tables (points, contrasts with CIs and MDDs) and figure (accuracy and
+        k-NN coverage against guidance), from its evaluations and diversity measures."""
+        input:
+            results=[c.path for c in STUDY_CELLS],
+            diversity=STUDY_DIVERSITY,
+        output:
+            md=f"{STUDY_DIR}/study.md",
+            html=report(f"{STUDY_DIR}/study.html", caption="../report/study.rst", category="Study",
+                        labels={"table": "Mechanism study: points and contrasts"}),
+            metrics=f"{STUDY_DIR}/metrics.json",
+            png=report(f"{STUDY_DIR}/figure.png", caption="../report/study.rst", category="Study",
+                       labels={"table": "Mechanism study: accuracy and coverage against guidance"}),
+            pdf=f"{STUDY_DIR}/figure.pdf",
+        params:
+            spec=as_arg({k: config[k] for k in ("study", "ipc", "seeds", "finetune", "sample")}),
+            out=STUDY_DIR,
+        conda:
+            "../envs/divdistill.yaml"
+        log:
+            "results/logs/render_study.log",
+        resources:
+            mem_mb=1000,
+            runtime=5,
+        shell:
+            "divdistill study --spec {params.spec:q} --results {input.results:q} "
+            "--diversity {input.diversity:q} --out {params.out:q} 2> {log:q}"

@@ -76,10 +76,12 @@ rule dm:
 
 
 rule diversity:
-    """Within-class similarity and coverage of a method's distilled sets (every seed) at every IPC."""
+    """Within-class similarity and coverage (VAE latents), and precision / recall / density / coverage
+    (the feature ConvNet's embedding) of a method's distilled sets (every seed) at every IPC."""
     input:
         unpack(generator_inputs("vae")),
         meta="results/data/{dataset}/meta.json",
+        features="results/features/{dataset}",
         distilled=expand(
             "results/distilled/{{dataset}}/{{method}}/distill{{distill_seed}}-seed{seed}.safetensors",
             seed=config["seeds"],
@@ -100,4 +102,4 @@ rule diversity:
         runtime=10,
     shell:
         "divdistill diversity --data {params.data:q} --vae {params.vae:q} --cache {input.cache:q} "
-        "--distilled {input.distilled:q} --ipc {params.ipc:q} --out {output:q} 2> {log:q}"
+        "--features {input.features:q} --distilled {input.distilled:q} --ipc {params.ipc:q} --out {output:q} 2> {log:q}"
