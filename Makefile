@@ -38,7 +38,7 @@ demo: install $(FASHION)
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/snakemake --report reports/report.html
 	workflow/scripts/screenshot.sh reports/report.html reports/report.png
 
-STUDY := --configfile params.yaml config/study.yaml
+STUDY := --configfile config/study.yaml  # overlaid on params.yaml
 
 study: install $(FASHION)
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/snakemake --cores $(CORES) $(STUDY) -- study
