@@ -1,7 +1,7 @@
 # divdistill: diversity-driven generative dataset distillation, end to end.
 #   snakemake --cores 8 all                     # the demo (params.yaml)
 #   snakemake --cores 8 all --configfile config/smoke.yaml
-#   snakemake --cores 8 study --configfile params.yaml config/study.yaml   # the mechanism study
+#   snakemake --cores 8 --configfile config/study.yaml -- study   # the mechanism study
 from snakemake.utils import min_version
 
 min_version("9.0")
@@ -40,7 +40,7 @@ rule all:
     default_target: True
 
 
-# The mechanism study: snakemake --configfile params.yaml config/study.yaml --cores 2 study
+# The mechanism study: snakemake --cores 2 --configfile config/study.yaml -- study (make study)
 rule study:
     input:
         STUDY_OUTPUTS if STUDY_CELLS else [],

@@ -315,8 +315,9 @@ def main():
             print("\nsnakemake -n: could not run or parse it")
             return
         mine = Counter()
-        for r in rows:
-            mine[{"select": "select"}.get(r["type"].split()[0], r["type"].split()[0])] += r["jobs"]
+        for r in rows:  # Full's evaluations have their own rule (evaluate_full: its seeds may differ)
+            kind = r["type"].split()[0]
+            mine["evaluate_full" if kind == "evaluate" and r["type"].endswith(dd.FULL_IPC) else kind] += r["jobs"]
         cpu_only = sum(n for k, n in counts.items() if k != "total") - sum(mine.values())
         print("\nCross-check against `snakemake -n all --configfile ...` job stats "
               f"(snakemake total {counts.get('total')} = "

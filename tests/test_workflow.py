@@ -298,7 +298,7 @@ def test_study_dry_run_lists_every_point(project):
     sampling, diversity and evaluation job per point and distillation seed; the demo's grid unchanged."""
     cfg = {**dd.load(project / "params.yaml"), **dd.load(project / "config" / "study.yaml")}
     st = cfg["study"]
-    jobs = planned_jobs(run(["snakemake", "-n", "--configfile", "params.yaml", "config/study.yaml", "--", "study"],
+    jobs = planned_jobs(run(["snakemake", "-n", "--configfile", "config/study.yaml", "--", "study"],
                             project).stdout)
     tuned = [m for m in st["methods"] if m in dd.FINETUNED_METHODS]
     sets = len(st["guidance"]) * (1 + len(tuned) * len(st["max_steps"]) * len(st["distill_seeds"]))
@@ -321,7 +321,7 @@ def test_study_on_the_smoke_dag(smoke):
     (project / "study.yaml").write_text(yaml.safe_dump(study))
     shared = project / f"results/eval/fashion-hard/ours/ipc{ipc}/convnet/distill0-seed0.json"
     before = json.loads(shared.read_text())["run_id"]
-    out = run(["snakemake", "--cores", "2", "--configfile", "params.yaml", "study.yaml", "--", "study"], project)
+    out = run(["snakemake", "--cores", "2", "--configfile", "study.yaml", "--", "study"], project)
     assert json.loads(shared.read_text())["run_id"] == before  # the smoke's "ours" is the study's point
     assert "rule finetune:" in out.stdout + out.stderr
     # guidance 1 samples the same fine-tuned model as "ours" (one fine-tuning per model), other images
@@ -355,5 +355,5 @@ def test_study_on_the_smoke_dag(smoke):
     runs = client.search_runs([exp.experiment_id], filter_string="params.method = 'difffit-guidance-1'")
     assert runs and {"prdc_coverage_seed0", "prdc_precision_seed0", "prdc_recall_seed0",
                      "prdc_density_seed0"} <= set(runs[0].data.metrics)
-    assert "Nothing to be done" in run(["snakemake", "-n", "--configfile", "params.yaml", "study.yaml", "--", "study"],
+    assert "Nothing to be done" in run(["snakemake", "-n", "--configfile", "study.yaml", "--", "study"],
                                        project).stdout

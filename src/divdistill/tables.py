@@ -119,10 +119,12 @@ def _footnotes(cfg: dict, table: str) -> list[str]:
     return notes
 
 
-def _runs_per_cell(cfg: dict) -> str:
+def _runs_per_cell(cfg: dict, table: str) -> str:
     n, d, n_full = len(cfg["seeds"]), len(cfg.get("distill_seeds", [0])), len(seeds_for(cfg, "full"))
     text = f"{n} seeds" if d == 1 else f"{n} seeds (× {d} distillation seeds for fine-tuned methods)"
-    return text if n_full == n else f"{text}; Full {n_full}"
+    if n_full != n and "full" in cfg["tables"][table]["methods"]:
+        text += f"; Full (an upper bound) over the first {n_full}"
+    return text
 
 
 def _cell(agg, d, column, ipc, model):
@@ -224,7 +226,7 @@ def render_markdown(cfg: dict, table: str, agg: dict) -> str:
         return lines
 
     out = [f"# {TABLE_TITLES[table]}", "",
-           f"Top-1 test accuracy (%) at the **final epoch**, mean ± sample std over {_runs_per_cell(cfg)} "
+           f"Top-1 test accuracy (%) at the **final epoch**, mean ± sample std over {_runs_per_cell(cfg, table)} "
            "(each seed re-draws the distilled set and re-trains the test network).", ""]
     out += grid("mean")
     out += ["", "Best test accuracy over training (model selection on the test set, as the public "
@@ -249,7 +251,7 @@ def render_latex(cfg: dict, table: str, agg: dict) -> str:
                       + [_label(c).replace(REPORTED_MARK, r"$^\dagger$") for c in columns])
     lines = [r"\begin{table}[t]", r"\centering", r"\small",
              rf"\caption{{{TABLE_TITLES[table]}. Final-epoch top-1 test accuracy (\%), mean $\pm$ std "
-             rf"over {_runs_per_cell(cfg)}; bold: best of our runs per row (Full, an upper bound, and "
+             rf"over {_runs_per_cell(cfg, table)}; bold: best of our runs per row (Full, an upper bound, and "
              rf"reported figures are not ranked).}}",
              rf"\begin{{tabular}}{{{cols}}}", r"\toprule", head + r" \\", r"\midrule"]
     for (d, ipc, model), cells in _grid(cfg, table, agg, "mean"):
@@ -320,7 +322,7 @@ def render_html(cfg: dict, table: str, agg: dict, mlflow: dict | None = None) ->
     out = ["<!DOCTYPE html>", '<html lang="en">', "<head>", '<meta charset="utf-8">', f"<title>{title}</title>",
            f"<style>{_CSS}</style>", "</head>", "<body>", f"<h1>{title}</h1>",
            f"<p>Top-1 test accuracy (%) at the <b>final epoch</b>, mean ± sample std over "
-           f"{esc(_runs_per_cell(cfg))} (each seed re-draws the distilled set and re-trains the test network). "
+           f"{esc(_runs_per_cell(cfg, table))} (each seed re-draws the distilled set and re-trains the test network). "
            "Hover a cell for the MLflow runs behind it"
            + ("; click it for its table-cell run, which nests them." if parents else ".") + "</p>"]
     out += grid("mean")
@@ -422,8 +424,16 @@ def render_diversity(cfg: dict, diversity: list[dict]) -> str:
            "(seeds × distillation seeds). **Similarity**: mean pairwise cosine similarity of a class's "
            "latents, averaged over classes (lower = more diverse). **Coverage** (%): share of real training "
            "latents with a same-class distilled latent closer than the class's median real "
-           "nearest-neighbour distance (higher = more of the class represented).", ""]
-    for key, title, scale in (("similarity", "Within-class similarity", 1), ("coverage", "Coverage (%)", 100)):
+           "nearest-neighbour distance (higher = more of the class represented). **k-NN precision / "
+           "recall / coverage** (%) and **density** (Naeem et al. 2020, k = 5): the distilled set against every "
+           "real training image in the feature ConvNet's embedding (K-Center/Herding's network), classes pooled: "
+           "precision, the share of distilled images inside a real image's k-NN ball; recall, the share of real "
+           "images inside a distilled one's; coverage, the share of real balls holding a distilled image; "
+           "density, distilled images' ball memberships / k.", ""]
+    measures = (("similarity", "Within-class similarity", 1), ("coverage", "Coverage (%)", 100),
+                ("prdc_precision", "k-NN precision (%)", 100), ("prdc_recall", "k-NN recall (%)", 100),
+                ("prdc_density", "k-NN density", 1), ("prdc_coverage", "k-NN coverage (%)", 100))
+    for key, title, scale in measures:
         out += [f"## {title}", "", "| Dataset | IPC | " + " | ".join(METHOD_LABELS[m] for m in methods) + " |",
                 "|---|---|" + "---:|" * len(methods)]
         for d in cfg["tables"]["table1"]["datasets"]:
@@ -431,9 +441,9 @@ def render_diversity(cfg: dict, diversity: list[dict]) -> str:
                 vals = []
                 for m in methods:
                     # similarity is undefined (None) for sets with one image per class
-                    xs = np.array([scale * v[key] for v in groups.get((d, m, str(ipc)), []) if v[key] is not None])
+                    xs = np.array([scale * v[key] for v in groups.get((d, m, str(ipc)), []) if v.get(key) is not None])
                     ddof = 1 if len(xs) > 1 else 0
-                    digits = 3 if key == "similarity" else 1  # fixed decimals: a zero spread prints as 0
+                    digits = {"similarity": 3, "prdc_density": 2}.get(key, 1)  # fixed: a zero spread prints as 0
                     vals.append("–" if len(xs) == 0 else f"{xs.mean():.{digits}f} ± {xs.std(ddof=ddof):.{digits}f}")
                 out.append(f"| {d} | {ipc} | " + " | ".join(vals) + " |")
         out.append("")
