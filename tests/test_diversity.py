@@ -73,8 +73,10 @@ def test_prdc_matches_the_definition_in_plain_loops():
     assert 0 < got["coverage"] < 1 and 0 < got["precision"] <= 1  # the example is not degenerate
 
 
-def test_prdc_needs_more_points_than_k():
+def test_prdc_with_k_or_fewer_points():
     import pytest
 
+    got = prdc(torch.randn(20, 2), torch.randn(5, 2), k=5)  # 5 fakes have no 5th other neighbour
+    assert got["recall"] is None and all(got[key] is not None for key in ("precision", "density", "coverage"))
     with pytest.raises(ValueError, match="k = 5 needs more than 5 points"):
-        prdc(torch.randn(20, 2), torch.randn(5, 2), k=5)
+        prdc(torch.randn(5, 2), torch.randn(20, 2), k=5)  # the real set is always larger

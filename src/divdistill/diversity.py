@@ -71,7 +71,7 @@ def knn_radius(x: torch.Tensor, k: int = PRDC_K, chunk: int = 2048) -> torch.Ten
 
 
 def prdc(real: torch.Tensor, fake: torch.Tensor, k: int = PRDC_K,
-         real_radius: torch.Tensor | None = None) -> dict[str, float]:
+         real_radius: torch.Tensor | None = None) -> dict[str, float | None]:
     """Precision, recall, density and coverage of ``fake`` (M, ...) against ``real`` (N, ...).
 
     With B(x, r) the closed ball around x and NND_k(x) the distance from x to its k-th nearest
@@ -84,15 +84,19 @@ def prdc(real: torch.Tensor, fake: torch.Tensor, k: int = PRDC_K,
     a strict <, which differs only on ties, e.g. a real point with k duplicates has radius 0 and then
     holds nothing, not even its own copy. float64 throughout. ``real_radius``: ``knn_radius(real, k)``
     when several sets are measured against one real set (it is the costly part).
+    Recall needs the fakes' own k-NN radii: with M <= k fakes (IPC 1 on 5 classes) it is undefined, None.
     """
     real, fake = real.flatten(1).double(), fake.flatten(1).double()
     r_radius = knn_radius(real, k) if real_radius is None else real_radius  # (N,)
-    f_radius = knn_radius(fake, k)  # (M,)
     d = torch.cdist(real, fake)  # (N, M)
     in_real = d <= r_radius[:, None]  # fake j inside real i's ball
+    recall = None
+    if len(fake) > k:
+        f_radius = knn_radius(fake, k)  # (M,)
+        recall = (d <= f_radius[None, :]).any(1).double().mean().item()
     return {
         "precision": in_real.any(0).double().mean().item(),
-        "recall": (d <= f_radius[None, :]).any(1).double().mean().item(),
+        "recall": recall,
         "density": (in_real.sum(0).double().mean() / k).item(),
         "coverage": in_real.any(1).double().mean().item(),
     }
