@@ -43,7 +43,9 @@ def test_dry_run_has_one_evaluation_job_per_grid_cell(project, name):
     # one_job_per: cell (demo, smoke) runs every seed of a (dataset, method, ipc, model, distill_seed) cell in
     # one job; each seed still writes its own result and MLflow run
     assert cfg["evaluate"]["one_job_per"] == "cell"
-    assert jobs["evaluate"] == len({(c.dataset, c.method, c.ipc, c.model, c.distill_seed) for c in dd.cells(cfg)})
+    per_cell = {(c.dataset, c.method, c.ipc, c.model, c.distill_seed) for c in dd.cells(cfg)}
+    assert jobs["evaluate"] == sum(k[1] != "full" for k in per_cell)
+    assert jobs["evaluate_full"] == sum(k[1] == "full" for k in per_cell)  # Full's own rule (evaluate.seeds_full)
     expected = sum(len(t["methods"]) * len(t["models"]) for t in cfg["tables"].values())
     expected += sum(1 for *_, m in dd.sweep_points(cfg) if m != cfg["sweeps"]["method"])  # Figure 4's variants
     assert expected > 0 and len(dd.cells(cfg)) <= expected * len(cfg["ipc"]) * len(cfg["seeds"])
@@ -260,12 +262,13 @@ def test_three_runs_against_one_database_no_lock_no_duplicate_no_running(smoke):
     finetunes_before = len(runs("finetune"))
 
     logs = [first_log]
-    second = run(["snakemake", "--cores", "8", "--forcerun", "evaluate", "all"], project)
+    second = run(["snakemake", "--cores", "8", "--forcerun", "evaluate", "evaluate_full", "--", "all"], project)
     logs.append(second.stdout + second.stderr)
     bad = dd.load(project / "params.yaml")
     bad["sweeps"]["lambda_gen"] = [*bad["sweeps"]["lambda_gen"], 1e39]  # float32 overflow: inf loss
     (project / "params.yaml").write_text(yaml.safe_dump(bad))
-    third = run(["snakemake", "--cores", "8", "--keep-going", "--forcerun", "evaluate", "all"], project, check=False)
+    third = run(["snakemake", "--cores", "8", "--keep-going", "--forcerun", "evaluate", "evaluate_full", "--", "all"],
+                project, check=False)
     logs.append(third.stdout + third.stderr)
     assert third.returncode != 0 and "finetune" in third.stderr  # the variant's fine-tuning failed ...
     assert cells[0].path.startswith("results/eval/")  # ... and every other job went on (--keep-going)
@@ -345,7 +348,8 @@ def test_study_on_the_smoke_dag(smoke):
                         .read_text())["test_acc"] * sign
              for ds in (0, 1) for s in cfg["seeds"] for a, sign in (("ours", 1), ("difffit", -1))]
     assert abs(acc["mean"] - sum(diffs) / (2 * len(cfg["seeds"]))) < 1e-9
-    assert acc["ci_low"] <= acc["mean"] <= acc["ci_high"] and acc["mdd"] > 0
+    # (smoke-sized nets may tie on every run: then the interval is a point and the MDD 0)
+    assert acc["ci_low"] <= acc["mean"] <= acc["ci_high"] and acc["mdd"] >= 0
     md = (project / "reports/study/study.md").read_text()
     assert "Ours, 6 steps, guidance 2 − DiffFit (no memory), 6 steps, guidance 2" in md and "MDD" in md
     assert (project / "reports/study/figure.png").stat().st_size > 1000

@@ -206,8 +206,9 @@ def render_html(cfg: dict, res: dict, figure: str | None = None) -> str:
 
 
 def figure(cfg: dict, res: dict, out_png, out_pdf) -> None:
-    """Accuracy and k-NN coverage against guidance, one line per method and length (solid: longest),
-    error bars = sample std; one column per ipc."""
+    """Accuracy and k-NN coverage against guidance, one line per method and length (solid: longest,
+    dashed: shorter), error bars = sample std, each line nudged sideways so the bars stay readable;
+    one column per ipc."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -216,8 +217,10 @@ def figure(cfg: dict, res: dict, out_png, out_pdf) -> None:
     st = cfg["study"]
     ipcs = [str(i) for i in cfg["ipc"]]
     longest = max(st["max_steps"])
-    fig, axes = plt.subplots(2, len(ipcs), figsize=(5.5 * len(ipcs), 7), squeeze=False)
+    fig, axes = plt.subplots(2, len(ipcs), figsize=(8.5 * len(ipcs), 8), squeeze=False)
     colors = dict(zip(st["methods"], plt.rcParams["axes.prop_cycle"].by_key()["color"]))
+    scales = sorted(float(g) for g in st["guidance"])
+    step = 0.012 * (scales[-1] - scales[0] or 1)  # sideways nudge between lines, in guidance units
     for col, ipc in enumerate(ipcs):
         series = defaultdict(list)
         for e in res["points"]:
@@ -225,22 +228,23 @@ def figure(cfg: dict, res: dict, out_png, out_pdf) -> None:
                 series[(e["method"], e["max_steps"])].append(e)
         for row, k in enumerate(("test_acc", "prdc_coverage")):
             ax = axes[row][col]
-            for (m, steps), es in series.items():
+            for i, ((m, steps), es) in enumerate(series.items()):
                 es = [e for e in sorted(es, key=lambda e: e["guidance"]) if e[k] is not None]
                 if not es:
                     continue
                 label = METHOD_LABELS[m] + ("" if steps is None else f", {steps} steps")
-                ax.errorbar([e["guidance"] for e in es], [e[k]["mean"] for e in es],
-                            yerr=[e[k]["std"] or 0 for e in es], marker="o", capsize=3, color=colors[m],
-                            ls="-" if steps in (None, longest) else "--", label=label)
-            ax.set_xticks(sorted(float(g) for g in st["guidance"]))
+                nudge = (i - (len(series) - 1) / 2) * step
+                ax.errorbar([e["guidance"] + nudge for e in es], [e[k]["mean"] for e in es],
+                            yerr=[e[k]["std"] or 0 for e in es], marker="o", capsize=2, color=colors[m],
+                            ls="-" if steps in (None, longest) else "--", label=label, lw=1.2, ms=4)
+            ax.set_xticks(scales)
             ax.set_xlabel("guidance scale at sampling")
-            ax.set_ylabel(MEASURES[k][0])
+            ax.set_ylabel(MEASURES[k][0] + ", mean ± std")
             ax.set_title(f"{st['dataset']}, IPC {ipc}")
             ax.grid(alpha=0.3)
     handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=min(4, max(1, len(labels))), fontsize=9, frameon=False)
-    fig.tight_layout(rect=(0, 0.12, 1, 1))
+    fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=9, frameon=False)
+    fig.tight_layout(rect=(0, 0.13, 1, 1))
     for path, fmt in ((out_png, "png"), (out_pdf, "pdf")):
         with atomic_path(path) as tmp:
             fig.savefig(tmp, format=fmt, dpi=130)

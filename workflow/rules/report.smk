@@ -59,10 +59,10 @@ if STUDY_CELLS:
         output:
             md=f"{STUDY_DIR}/study.md",
             html=report(f"{STUDY_DIR}/study.html", caption="../report/study.rst", category="Study",
-                        labels={"table": "Mechanism study: points and contrasts"}),
+                        labels={"item": "Mechanism study: points and contrasts"}),
             metrics=f"{STUDY_DIR}/metrics.json",
             png=report(f"{STUDY_DIR}/figure.png", caption="../report/study.rst", category="Study",
-                       labels={"table": "Mechanism study: accuracy and coverage against guidance"}),
+                       labels={"item": "Mechanism study: accuracy and coverage against guidance"}),
             pdf=f"{STUDY_DIR}/figure.pdf",
         params:
             spec=as_arg({k: config[k] for k in ("study", "ipc", "seeds", "finetune", "sample")}),
