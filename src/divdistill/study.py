@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .compare import _p
 from .config import FINETUNED_METHODS, study_points
 from .io import atomic_path, read_json, write_json, write_text
 from .stats import pair_up, paired
@@ -139,8 +140,7 @@ def _diff(r: dict | None, fmt: str) -> str:
         return "–"
     if r["ci_low"] is None:
         return f"{r['mean']:+{fmt}} (n {r['n']})"
-    p = "n/a" if r["p"] is None else (f"{r['p']:.2g}" if r["p"] >= 1e-4 else "<1e-4")
-    return (f"{r['mean']:+{fmt}} [{r['ci_low']:+{fmt}}, {r['ci_high']:+{fmt}}] p {p} "
+    return (f"{r['mean']:+{fmt}} [{r['ci_low']:+{fmt}}, {r['ci_high']:+{fmt}}] p {_p(r['p'])} "
             f"MDD {r['mdd']:{fmt}} (n {r['n']})")
 
 
@@ -179,15 +179,15 @@ def _explanation(cfg: dict) -> list[str]:
 
 
 def render_md(cfg: dict, res: dict) -> str:
-    out = ["# Mechanism study", ""] + [p + "\n" for p in _explanation(cfg)]
+    out, both = ["# Mechanism study", ""] + [p + "\n" for p in _explanation(cfg)], tables(cfg, res)
     for name, title in (("contrasts", "Contrasts"), ("points", "Every point")):
-        rows = tables(cfg, res)[name]
+        rows = both[name]
         out += [f"## {title}", "", "| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
         out += ["| " + " | ".join(r) + " |" for r in rows[1:]] + [""]
     return "\n".join(out) + "\n"
 
 
-def render_html(cfg: dict, res: dict, figure: str | None = None) -> str:
+def render_html(cfg: dict, res: dict) -> str:
     esc = html.escape
     out = ["<!DOCTYPE html>", '<html lang="en">', "<head>", '<meta charset="utf-8">', "<title>Mechanism study</title>",
            "<style>body{font-family:system-ui,sans-serif;margin:1.5em;max-width:110em}table{border-collapse:"
@@ -195,8 +195,9 @@ def render_html(cfg: dict, res: dict, figure: str | None = None) -> str:
            "text-align:left}tbody tr{border-bottom:1px solid #ddd}</style>", "</head>", "<body>",
            "<h1>Mechanism study</h1>"]
     out += [f"<p>{esc(p)}</p>" for p in _explanation(cfg)]
+    both = tables(cfg, res)
     for name, title in (("contrasts", "Contrasts"), ("points", "Every point")):
-        rows = tables(cfg, res)[name]
+        rows = both[name]
         out += [f"<h2>{title}</h2>", "<table>", "<thead><tr>" + "".join(f"<th>{esc(h)}</th>" for h in rows[0])
                 + "</tr></thead>", "<tbody>"]
         out += ["<tr>" + "".join(f"<td>{esc(c)}</td>" for c in r) + "</tr>" for r in rows[1:]]
