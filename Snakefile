@@ -53,7 +53,7 @@ onstart:
         raise FileNotFoundError("missing inputs (nothing was run):\n  " + "\n  ".join(problems))
     # Check mlflow.db (never a new history over an old one), create it and every experiment once,
     # before jobs race to do it.
-    from divdistill.tracking import TrackingError, close_stale_runs, init_tracking
+    from divdistill.tracking.runs import TrackingError, close_stale_runs, init_tracking
 
     try:
         init_tracking(config["mlflow"])

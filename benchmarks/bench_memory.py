@@ -15,7 +15,7 @@ import time
 
 import torch
 
-from divdistill.memory import STRATEGIES, ClassMemory, evict_bruteforce
+from divdistill.method.memory import STRATEGIES, ClassMemory, evict_bruteforce
 
 LATENT_SHAPE = (4, 32, 32)
 

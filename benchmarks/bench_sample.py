@@ -17,8 +17,8 @@ import time
 
 import torch
 
-from divdistill.pretrain import DiTConfig, build_dit
-from divdistill.sample import sample_latents
+from divdistill.generator.pretrain import DiTConfig, build_dit
+from divdistill.generator.sample import sample_latents
 
 
 def images_per_s(dit, labels, index, batch_size: int, steps: int, precision: str) -> tuple[float, torch.Tensor]:

@@ -20,8 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
-from divdistill.augment import AugmentConfig, augment_batch
-from divdistill.nets import build_net
+from divdistill.data.augment import AugmentConfig, augment_batch
+from divdistill.evaluate.nets import build_net
 
 
 class PerImage(Dataset):

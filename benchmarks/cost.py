@@ -31,9 +31,9 @@ from torch.utils.flop_counter import FlopCounterMode
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from divdistill import config as dd  # noqa: E402
-from divdistill.data import DATASETS  # noqa: E402
-from divdistill.nets import build_net  # noqa: E402
+from divdistill.experiment import config as dd  # noqa: E402
+from divdistill.data.datasets import DATASETS  # noqa: E402
+from divdistill.evaluate.nets import build_net  # noqa: E402
 
 # DiT-XL/2-256 as in facebook/DiT-XL-2-256's transformer/config.json (diffusers): the other keys
 # there (gelu-approximate, attention_bias, norm_elementwise_affine false, ...) are the defaults.
@@ -63,8 +63,8 @@ def meta(*shape, grad=False, dtype=torch.float32):
 def count_models(cfg: dict, n_classes: int, stored_res: int) -> dict[str, float]:
     from diffusers import AutoencoderKL, DiTTransformer2DModel
 
-    from divdistill.difffit import apply_difffit
-    from divdistill.features import penultimate
+    from divdistill.method.difffit import apply_difffit
+    from divdistill.baselines.features import penultimate
 
     f, b = {}, 2  # batch 2, divided out (counts are linear in the batch)
     with torch.device("meta"):

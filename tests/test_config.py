@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from divdistill import config as dd
+from divdistill.experiment import config as dd
 
 from .conftest import ROOT
 

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from divdistill.data import DATASETS, FASHION_INSTALL, load_meta, load_split, prepare, read_fashion, take_ipc
+from divdistill.data.datasets import DATASETS, FASHION_INSTALL, load_meta, load_split, prepare, read_fashion, take_ipc
 
 from .conftest import FASHION, needs_fashion
 

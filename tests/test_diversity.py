@@ -2,7 +2,7 @@ import math
 
 import torch
 
-from divdistill.diversity import coverage, within_class_similarity
+from divdistill.evaluate.diversity import coverage, within_class_similarity
 
 
 def test_within_class_similarity_hand_computed():
@@ -27,7 +27,7 @@ def test_coverage_counts_real_points_near_a_distilled_point():
 
 # ----------------------------------------------------------------------------- PRDC (Naeem et al. 2020)
 
-from divdistill.diversity import prdc  # noqa: E402
+from divdistill.evaluate.diversity import prdc  # noqa: E402
 
 
 def test_prdc_hand_computed_k1_with_a_tie_on_a_ball_edge():

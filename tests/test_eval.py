@@ -4,9 +4,9 @@ import pytest
 import torch
 import torch.nn as nn
 
-from divdistill.augment import AugmentConfig, augment_batch, cutmix, normalize, test_transform
-from divdistill.nets import NETS, build_net
-from divdistill.trainer import TrainConfig, seed_everything, train_and_test
+from divdistill.data.augment import AugmentConfig, augment_batch, cutmix, normalize, test_transform
+from divdistill.evaluate.nets import NETS, build_net
+from divdistill.evaluate.trainer import TrainConfig, seed_everything, train_and_test
 
 from .conftest import keyed
 
@@ -234,9 +234,9 @@ def test_milestone_epochs_match_idc():
 def test_killed_training_resumes_to_the_uninterrupted_result(tmp_path, one_thread):
     """Checkpoint every 2 epochs, stop after epoch 3 (as a kill would), rerun: the resumed run replays
     the saved epochs and ends bit-identical to a run that was never stopped."""
-    from divdistill.augment import AugmentConfig
+    from divdistill.data.augment import AugmentConfig
     from divdistill.io import load_checkpoint
-    from divdistill.nets import build_net
+    from divdistill.evaluate.nets import build_net
 
     g = torch.Generator().manual_seed(0)
     x = torch.randint(0, 256, (40, 1, 16, 16), generator=g, dtype=torch.uint8)

@@ -8,8 +8,8 @@ from mlflow.tracking import MlflowClient
 
 from divdistill import cli
 from divdistill.io import save_tensors, write_json
-from divdistill.losses import require_finite
-from divdistill.tracking import experiment_name, init_tracking
+from divdistill.method.losses import require_finite
+from divdistill.tracking.runs import experiment_name, init_tracking
 
 
 def test_require_finite():

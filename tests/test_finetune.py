@@ -11,12 +11,12 @@ import pytest
 import torch
 from diffusers import AutoencoderKL, DDPMScheduler, DiTTransformer2DModel
 
-import divdistill.finetune as ft
-from divdistill.finetune import (FinetuneConfig, cache_latents, evictions, finetune, latent_cache,
+import divdistill.method.finetune as ft
+from divdistill.method.finetune import (FinetuneConfig, cache_latents, evictions, finetune, latent_cache,
                                  save_latent_cache, tie_embedders)
 from divdistill.io import load_checkpoint
-from divdistill.latents import encode_posterior
-from divdistill.memory import Memory
+from divdistill.generator.latents import encode_posterior
+from divdistill.method.memory import Memory
 
 from .conftest import keyed
 
@@ -181,7 +181,7 @@ def test_tie_warns_when_block_embedders_differ():
 def test_no_memory_control_is_difffit_alone_bit_for_bit(setup, monkeypatch):
     """The study's control, method "difffit": both memory terms weighted 0, so every step's loss is the
     diffusion loss alone and the model equals DiffFit fine-tuning with the memory terms removed."""
-    from divdistill.config import finetune_settings
+    from divdistill.experiment.config import finetune_settings
 
     control = finetune_settings({}, "difffit")
     assert control == {"lambda_real": 0.0, "lambda_gen": 0.0}
@@ -314,7 +314,7 @@ def test_max_steps_then_extend_equals_one_run(setup, tmp_path):
 SCRIPT = """
 import os, signal, sys, torch
 from diffusers import DDPMScheduler, DiTTransformer2DModel
-from divdistill.finetune import FinetuneConfig, finetune, load_latent_cache
+from divdistill.method.finetune import FinetuneConfig, finetune, load_latent_cache
 torch.set_num_threads(1)
 dit_dir, cache_path, ckpt, kill_at, out = sys.argv[1:]
 cache, _ = load_latent_cache(cache_path)

@@ -8,8 +8,8 @@ import pytest
 import torch
 from PIL import Image
 
-from divdistill.data import DATASETS, load_meta, load_split, prepare
-from divdistill.imagenet import center_crop, check_imagenet_root, load_image, read_class_list
+from divdistill.data.datasets import DATASETS, load_meta, load_split, prepare
+from divdistill.data.imagenet import center_crop, check_imagenet_root, load_image, read_class_list
 from divdistill.io import load_tensors
 
 # SPEC.md, "Subsets": wnid -> ImageNet-1K index
@@ -197,7 +197,7 @@ def tiny_models(tmp_path_factory, one_thread):
 
 
 def test_load_weights_round_trip(tiny_models):
-    from divdistill.weights import check_weights, load_dit, load_vae
+    from divdistill.generator.weights import check_weights, load_dit, load_vae
 
     dit, vae, root = tiny_models
     assert check_weights(root / "pipe", root / "vae", root / "pipe", labels=[193, 229], resolution=8, channels=3) == []
@@ -213,7 +213,7 @@ def test_load_weights_round_trip(tiny_models):
 
 
 def test_missing_weights_name_the_fetch_command(tiny_models, tmp_path):
-    from divdistill.weights import check_weights, load_dit, load_vae
+    from divdistill.generator.weights import check_weights, load_dit, load_vae
 
     _, _, root = tiny_models
     problems = check_weights(tmp_path / "dit", root / "vae", tmp_path / "mse")
@@ -235,7 +235,7 @@ def test_missing_weights_name_the_fetch_command(tiny_models, tmp_path):
 def test_wrong_architecture_names_the_key(tiny_models, tmp_path):
     import shutil
 
-    from divdistill.weights import WeightsError, check_weights, load_dit, load_vae
+    from divdistill.generator.weights import WeightsError, check_weights, load_dit, load_vae
 
     _, _, root = tiny_models
     with pytest.raises(WeightsError, match="num_embeds_ada_norm = 1000, but the dataset uses label 1000"):
@@ -258,7 +258,7 @@ def test_unreadable_weights_and_classes_smaller_than_the_ipc_are_found_up_front(
     largest IPC is named with the key to change."""
     import shutil
 
-    from divdistill.weights import check_weights
+    from divdistill.generator.weights import check_weights
 
     _, _, root = tiny_models
     bad = shutil.copytree(root / "vae", tmp_path / "vae")

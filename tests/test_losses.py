@@ -7,7 +7,7 @@ import pytest
 import torch
 from diffusers import DDPMScheduler
 
-from divdistill.losses import (
+from divdistill.method.losses import (
     cosine_matrix,
     diffusion_loss,
     diversity_loss,

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from divdistill.memory import STRATEGIES, ClassMemory, Memory, evict_bruteforce
+from divdistill.method.memory import STRATEGIES, ClassMemory, Memory, evict_bruteforce
 
 SEQUENCES_PER_STRATEGY = 500  # x 4 strategies = 2000 random insertion sequences
 SHAPES = [(2,), (3,), (2, 2), (1, 3, 2), (4, 4)]

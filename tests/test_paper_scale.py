@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import yaml
 
-from divdistill import config as dd
+from divdistill.experiment import config as dd
 
 from .conftest import FASHION, ROOT, needs_fashion
 from .test_workflow import planned_jobs, run
@@ -107,8 +107,8 @@ def make_fake_imagenet(root: Path) -> Path:
     wnid) enlarged to 256 x 256 RGB JPEGs, real pictures rather than noise."""
     from PIL import Image
 
-    from divdistill.data import read_fashion
-    from divdistill.imagenet import read_class_list
+    from divdistill.data.datasets import read_fashion
+    from divdistill.data.imagenet import read_class_list
 
     wnids, _, _ = read_class_list("imagewoof")
     for folder, split, n in (("train", "train", WOOF_TRAIN), ("val", "test", WOOF_VAL)):

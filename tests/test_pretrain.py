@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from divdistill.latents import encode_posterior
-from divdistill.pretrain import DiTConfig, VAEConfig, build_vae, set_scaling_factor, train_dit, train_vae
+from divdistill.generator.latents import encode_posterior
+from divdistill.generator.pretrain import DiTConfig, VAEConfig, build_vae, set_scaling_factor, train_dit, train_vae
 
 VAE = dict(block_out_channels=(8, 8), norm_num_groups=4, batch_size=8, warmup_steps=2, lr=3e-3)
 DIT = dict(num_layers=2, num_attention_heads=2, attention_head_dim=8, batch_size=16, warmup_steps=2, lr=3e-3,

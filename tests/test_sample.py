@@ -7,7 +7,7 @@ import torch
 from diffusers import AutoencoderKL, DDPMScheduler, DiTTransformer2DModel
 from PIL import Image
 
-from divdistill.sample import (
+from divdistill.generator.sample import (
     dit_timesteps,
     guided_output,
     image_noise,
@@ -162,7 +162,7 @@ def test_bf16_precision_is_repeatable_close_to_fp32_and_checked(dit):
 def test_non_finite_guidance_stops_sampling_and_a_constant_set_is_refused(dit):
     """A nan guidance scale once gave all-black images that evaluated as a valid 21 %: sampling now
     stops at non-finite latents, and a set whose every pixel is one value is refused before it is saved."""
-    from divdistill.sample import require_varied
+    from divdistill.generator.sample import require_varied
 
     for bad in (float("nan"), float("inf")):
         with pytest.raises(FloatingPointError, match="non-finite latents"):

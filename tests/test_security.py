@@ -13,7 +13,7 @@ import pytest
 import torch
 from diffusers import AutoencoderKL
 
-from divdistill.weights import load_vae
+from divdistill.generator.weights import load_vae
 
 from .conftest import ROOT, project_env
 

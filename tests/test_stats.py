@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from divdistill.stats import pair_up, paired
+from divdistill.report.stats import pair_up, paired
 
 # t quantiles from a printed t table (4 degrees of freedom): t(0.975) = 2.776, t(0.80) = 0.941
 T975_4, T80_4 = 2.7764451, 0.9409646
@@ -59,10 +59,10 @@ def test_one_seed_pairs_network_init_and_augmentation_across_methods(tmp_path, m
     command, as the DAG runs them) start from the same network weights and draw the same batch orders
     and augmentations; only the distilled images differ. (Sampled sets share their noise too: it is a
     function of (seed, label, index) alone, sample.image_noise.)"""
-    import divdistill.trainer as trainer
+    import divdistill.evaluate.trainer as trainer
     from divdistill import cli
     from divdistill.io import save_tensors, write_json
-    from divdistill.tracking import init_tracking
+    from divdistill.tracking.runs import init_tracking
 
     data = tmp_path / "data"
     g = torch.Generator().manual_seed(0)

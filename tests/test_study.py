@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from divdistill import config as dd
-from divdistill.study import collect, compute, contrasts, render
+from divdistill.experiment import config as dd
+from divdistill.report.study import collect, compute, contrasts, render
 
 CFG = {
     "seeds": [0, 1, 2], "ipc": [10], "finetune": {"max_steps": 6}, "sample": {"guidance": 4.0},

@@ -21,7 +21,7 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from divdistill import config as dd
+from divdistill.experiment import config as dd
 
 from .conftest import FASHION, ROOT, copy_project, needs_fashion, project_env
 

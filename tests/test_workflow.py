@@ -13,7 +13,7 @@ import torch
 import yaml
 from mlflow.tracking import MlflowClient
 
-from divdistill import config as dd
+from divdistill.experiment import config as dd
 
 from .conftest import ROOT, copy_project, needs_fashion, project_env
 

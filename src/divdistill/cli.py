@@ -21,10 +21,10 @@ import sys
 import time
 from pathlib import Path
 
-from . import config as config_mod
+from .experiment import config as config_mod
 from .device import resolve
 from .io import keep, write_json
-from .tracking import start_run
+from .tracking.runs import start_run
 
 
 def _imported(threads: int | None = None) -> None:
@@ -33,7 +33,7 @@ def _imported(threads: int | None = None) -> None:
     for the imports), freeze the millions of objects the imports built (no collection walks them again,
     and the interpreter's exit skips them) and turn the collector back on. Measured: 1.7 s less import
     time and 1.2 s less exit per generator job (of ~7 s start-up)."""
-    from .tracking import preload
+    from .tracking.runs import preload
 
     if threads is not None:
         import torch
@@ -60,7 +60,7 @@ def _json(text: str | None) -> dict:
 
 
 def cmd_prepare(args) -> None:
-    from .data import get_spec, prepare
+    from .data.datasets import get_spec, prepare
 
     _imported()
     p = _json(args.params)  # config.prepare_args of the dataset
@@ -77,9 +77,9 @@ def cmd_prepare(args) -> None:
 def cmd_features(args) -> None:
     import torch
 
-    from .augment import AugmentConfig
-    from .data import load_split
-    from .features import save_feature_net, train_feature_net
+    from .data.augment import AugmentConfig
+    from .data.datasets import load_split
+    from .baselines.features import save_feature_net, train_feature_net
 
     _imported(args.threads)
     dev = resolve(args.device)
@@ -99,9 +99,9 @@ def cmd_select(args) -> None:
     """Every seed's selection in one job (the features embedded once), one MLflow run per seed."""
     import torch
 
-    from .data import load_split
+    from .data.datasets import load_split
     from .io import save_tensors
-    from .select import select
+    from .baselines.select import select
 
     _imported(args.threads)
     if len(args.seeds) != len(args.out):
@@ -109,7 +109,7 @@ def cmd_select(args) -> None:
     train, tracking = load_split(args.data, "train"), _json(args.tracking)
     features = None
     if args.features:
-        from .features import embed, load_feature_net
+        from .baselines.features import embed, load_feature_net
 
         net, aug = load_feature_net(args.features)
         features = embed(net, train.images, net.config["resolution"], augment=aug,
@@ -130,11 +130,11 @@ def cmd_dm(args) -> None:
 
     import torch
 
-    from .augment import AugmentConfig
-    from .data import load_split
-    from .dm import DMConfig, DSAConfig, distill_dm
+    from .data.augment import AugmentConfig
+    from .data.datasets import load_split
+    from .baselines.dm import DMConfig, DSAConfig, distill_dm
     from .io import save_tensors
-    from .sample import require_varied
+    from .generator.sample import require_varied
 
     _imported(args.threads)
     p = _json(args.params)
@@ -163,11 +163,11 @@ def cmd_evaluate(args) -> None:
     each with its own MLflow run, checkpoints under ``<checkpoints>/seed<k>`` and result file."""
     import torch
 
-    from .augment import AugmentConfig
-    from .data import load_meta, load_split, take_ipc
+    from .data.augment import AugmentConfig
+    from .data.datasets import load_meta, load_split, take_ipc
     from .io import load_tensors
-    from .nets import build_net
-    from .trainer import TrainConfig, seed_everything, train_and_test
+    from .evaluate.nets import build_net
+    from .evaluate.trainer import TrainConfig, seed_everything, train_and_test
 
     _imported(args.threads)
     cell, hp = _json(args.cell), _json(args.params)
@@ -221,10 +221,10 @@ def _log_every(run, every: int):
 def cmd_pretrain_vae(args) -> None:
     import torch
 
-    from .data import load_split
+    from .data.datasets import load_split
     from .io import atomic_dir
-    from .pretrain import VAEConfig, reconstruction_mse, train_vae
-    from .sample import save_grid
+    from .generator.pretrain import VAEConfig, reconstruction_mse, train_vae
+    from .generator.sample import save_grid
 
     _imported(args.threads)
     p = _json(args.params)
@@ -242,7 +242,7 @@ def cmd_pretrain_vae(args) -> None:
         run.log_metrics({"recon_mse": mse, "scaling_factor": vae.config.scaling_factor})
         with atomic_dir(args.out) as tmp:
             vae.save_pretrained(tmp)
-            from .latents import decode, encode_posterior
+            from .generator.latents import decode, encode_posterior
 
             x = train.images[:: max(1, len(train.images) // 32)][:32]
             rec = decode(vae, encode_posterior(vae, x)[0])
@@ -254,12 +254,12 @@ def cmd_pretrain_vae(args) -> None:
 def cmd_pretrain_dit(args) -> None:
     import torch
 
-    from .data import load_meta, load_split
+    from .data.datasets import load_meta, load_split
     from .io import atomic_dir
-    from .latents import encode_posterior
-    from .pretrain import DiTConfig, train_dit
-    from .sample import sample_images, save_grid
-    from .weights import load_vae
+    from .generator.latents import encode_posterior
+    from .generator.pretrain import DiTConfig, train_dit
+    from .generator.sample import sample_images, save_grid
+    from .generator.weights import load_vae
 
     _imported(args.threads)
     p = _json(args.params)
@@ -287,9 +287,9 @@ def cmd_pretrain_dit(args) -> None:
 def cmd_encode(args) -> None:
     import torch
 
-    from .data import load_meta, load_split
-    from .finetune import latent_cache
-    from .weights import load_vae
+    from .data.datasets import load_meta, load_split
+    from .method.finetune import latent_cache
+    from .generator.weights import load_vae
 
     _imported(args.threads)
     dev = resolve(args.device)
@@ -301,11 +301,11 @@ def cmd_encode(args) -> None:
 def cmd_finetune(args) -> None:
     import torch
 
-    from .data import load_meta, load_split
-    from .finetune import FinetuneConfig, evictions, finetune, latent_cache
+    from .data.datasets import load_meta, load_split
+    from .method.finetune import FinetuneConfig, evictions, finetune, latent_cache
     from .io import atomic_dir
-    from .sample import make_scheduler
-    from .weights import load_dit, load_vae
+    from .generator.sample import make_scheduler
+    from .generator.weights import load_dit, load_vae
 
     _imported(args.threads)
     p = _json(args.params)
@@ -341,10 +341,10 @@ def cmd_finetune(args) -> None:
 def cmd_sample(args) -> None:
     import torch
 
-    from .data import load_meta
+    from .data.datasets import load_meta
     from .io import save_tensors
-    from .sample import require_varied, sample_images, save_grid
-    from .weights import load_dit, load_vae
+    from .generator.sample import require_varied, sample_images, save_grid
+    from .generator.weights import load_dit, load_vae
 
     _imported(args.threads)
     p = _json(args.params)
@@ -381,13 +381,13 @@ def cmd_sample(args) -> None:
 def cmd_diversity(args) -> None:
     import torch
 
-    from .data import load_split, take_ipc
-    from .diversity import PRDC_K, coverage, knn_radius, prdc, within_class_similarity
-    from .features import embed, load_feature_net
-    from .finetune import latent_cache
+    from .data.datasets import load_split, take_ipc
+    from .evaluate.diversity import PRDC_K, coverage, knn_radius, prdc, within_class_similarity
+    from .baselines.features import embed, load_feature_net
+    from .method.finetune import latent_cache
     from .io import load_tensors
-    from .latents import encode_posterior
-    from .weights import load_vae
+    from .generator.latents import encode_posterior
+    from .generator.weights import load_vae
 
     _imported(args.threads)
     dev = resolve(args.device)
@@ -424,12 +424,12 @@ def cmd_diversity(args) -> None:
 def cmd_figure1(args) -> None:
     import torch
 
-    from .data import load_meta, load_split, take_ipc
-    from .figures import figure1
-    from .finetune import latent_cache
+    from .data.datasets import load_meta, load_split, take_ipc
+    from .report.figures import figure1
+    from .method.finetune import latent_cache
     from .io import load_tensors, write_json
-    from .latents import encode_posterior
-    from .weights import load_vae
+    from .generator.latents import encode_posterior
+    from .generator.weights import load_vae
 
     _imported(args.threads)
     dev = resolve(args.device)
@@ -450,7 +450,7 @@ def cmd_figure1(args) -> None:
 
 
 def cmd_render(args) -> None:
-    from .tables import render_all
+    from .report.tables import render_all
 
     _imported()
     grids = dict(g.split("=", 1) for g in args.grids)
@@ -461,7 +461,7 @@ def cmd_render(args) -> None:
 
 
 def cmd_study(args) -> None:
-    from .study import render
+    from .report.study import render
 
     _imported()
     render(_json(args.spec), args.results, args.diversity, args.out)
@@ -477,7 +477,7 @@ def cmd_check(args) -> None:
 
 
 def cmd_init_tracking(args) -> None:
-    from .tracking import init_tracking
+    from .tracking.runs import init_tracking
 
     cfg = config_mod.load(args.config)
     for name, eid in init_tracking(cfg["mlflow"]).items():

@@ -4,7 +4,7 @@ import os
 
 from snakemake.utils import validate
 
-from divdistill import config as dd
+from divdistill.experiment import config as dd
 
 # nan/inf first (no schema bound rejects them), then types, ranges and unknown keys (the schema),
 # then relations between keys.

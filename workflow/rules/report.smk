@@ -1,4 +1,4 @@
-from divdistill.tables import TABLE_TITLES
+from divdistill.report.tables import TABLE_TITLES
 
 # Report labels of the sample grids (reports/figures/samples-<dataset>-<method>.png, FIGURES).
 SAMPLE_LABELS = {f"reports/figures/samples-{d}-{m}.png": {"dataset": d, "method": m}

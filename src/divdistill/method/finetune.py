@@ -33,11 +33,11 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from .config import GENERATIVE_METHODS, base_method
-from .device import dit_autocast
+from ..experiment.config import GENERATIVE_METHODS, base_method
+from ..device import dit_autocast
 from .difffit import apply_difffit, count_trainable, fold_difffit, tie_class_embeddings
-from .io import Checkpoints, load_tensors, save_tensors, tensor_digest
-from .latents import encode_posterior
+from ..io import Checkpoints, load_tensors, save_tensors, tensor_digest
+from ..generator.latents import encode_posterior
 from .losses import WEIGHTINGS, diffusion_loss, memory_loss, predict_x0, require_finite
 from .memory import STRATEGIES, Memory
 

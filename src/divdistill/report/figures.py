@@ -16,8 +16,8 @@ matplotlib.use("Agg")  # files only: no display on build machines
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
-from .config import sweep_points  # noqa: E402
-from .io import atomic_path  # noqa: E402
+from ..experiment.config import sweep_points  # noqa: E402
+from ..io import atomic_path  # noqa: E402
 
 AXIS_LABELS = {
     "lambda_real": r"$\lambda_r$ (weight of $L_r$)",
@@ -89,7 +89,7 @@ def figure1(real: torch.Tensor, real_labels: torch.Tensor, sets: dict[str, tuple
     """Figure 1: real latents (grey) and each distilled set's latents (coloured by class) in the plane
     of the real latents' first two principal components, one panel per method. ``sets``: method ->
     (latents (n, c, h, w), labels (n,)). Returns each panel's within-class similarity and coverage."""
-    from .diversity import coverage, within_class_similarity
+    from ..evaluate.diversity import coverage, within_class_similarity
 
     mean, comps = pca_2d(real)
     project = lambda z: ((z.flatten(1).double() - mean) @ comps).numpy()  # noqa: E731  (n, 2)

@@ -24,10 +24,10 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from .io import atomic_dir, read_json, save_tensors, write_json
+from ..io import atomic_dir, read_json, save_tensors, write_json
 
 if TYPE_CHECKING:
-    from .data import DatasetSpec
+    from .datasets import DatasetSpec
 
 log = logging.getLogger(__name__)
 

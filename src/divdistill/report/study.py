@@ -31,8 +31,8 @@ from pathlib import Path
 import numpy as np
 
 from .compare import _p
-from .config import FINETUNED_METHODS, study_points
-from .io import atomic_path, read_json, write_json, write_text
+from ..experiment.config import FINETUNED_METHODS, study_points
+from ..io import atomic_path, read_json, write_json, write_text
 from .stats import pair_up, paired
 from .tables import METHOD_LABELS, MODEL_LABELS
 

@@ -31,9 +31,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from .augment import AugmentConfig, augment_batch, cutmix, test_transform
-from .io import Checkpoints, tensor_digest
-from .losses import require_finite
+from ..data.augment import AugmentConfig, augment_batch, cutmix, test_transform
+from ..io import Checkpoints, tensor_digest
+from ..method.losses import require_finite
 
 
 @dataclass

@@ -22,8 +22,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .config import FEATURE_METHODS  # selectors that need ``features``
-from .data import ImageSet
+from ..experiment.config import FEATURE_METHODS  # selectors that need ``features``
+from ..data.datasets import ImageSet
 
 
 def _class_pools(labels: torch.Tensor, max_ipc: int):

@@ -36,8 +36,8 @@ from diffusers import DDPMScheduler
 from PIL import Image
 from tqdm import tqdm
 
-from .device import dit_autocast
-from .io import atomic_path
+from ..device import dit_autocast
+from ..io import atomic_path
 from .latents import decode
 
 NUM_TRAIN_TIMESTEPS = 1000

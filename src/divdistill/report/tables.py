@@ -22,9 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import COLUMN_ORDER, FULL_IPC, METHOD_ORDER, SYNTHESIS_METHODS, seeds_for, sweep_cells, table_cells
-from .io import atomic_path, read_json, write_json, write_text
-from .reported import METHOD_CITATIONS, SOURCES, reported
+from ..experiment.config import COLUMN_ORDER, FULL_IPC, METHOD_ORDER, SYNTHESIS_METHODS, seeds_for, sweep_cells, table_cells
+from ..io import atomic_path, read_json, write_json, write_text
+from ..baselines.reported import METHOD_CITATIONS, SOURCES, reported
 
 METHOD_LABELS = {
     "random": "Random", "kcenter": "K-Center", "herding": "Herding", "dit": "DiT", "dm": "DM",
@@ -288,7 +288,7 @@ def render_html(cfg: dict, table: str, agg: dict, mlflow: dict | None = None) ->
     ``mlflow`` gives the evaluate experiment's id and the cells' parent runs ({"experiment_id",
     "parents": {(dataset, method, ipc, model): run id}}), links to its parent run in the MLflow UI,
     which lists the seed runs nested below it."""
-    from .tracking import run_url
+    from ..tracking.runs import run_url
 
     rows, columns = _layout(cfg, table)
     esc = html.escape
@@ -339,7 +339,7 @@ def parent_cells(cfg: dict, agg: dict, compared: list[dict] = ()) -> list[dict]:
     holding a cell names its parent run (Figure 4's sweep cells: "figure4"). ``compared``
     (compare.comparisons) adds each comparison's vs_<other>_* metrics to its first method's cell."""
     from .compare import parent_metrics
-    from .tracking import CELL_KEYS
+    from ..tracking.runs import CELL_KEYS
 
     tables: dict[tuple, list[str]] = {}
     cells = [(table, c) for table in cfg["tables"] for c in table_cells(cfg, table)]
@@ -462,7 +462,7 @@ def render_all(cfg: dict, result_paths: list[str], out_tables, out_metrics, out_
     compared = compare.comparisons(cfg, agg)
     mlflow = None
     if tracking is not None:
-        from .tracking import nest_seed_runs
+        from ..tracking.runs import nest_seed_runs
 
         experiment_id, parents = nest_seed_runs(tracking, parent_cells(cfg, agg, compared))
         mlflow = {"experiment_id": experiment_id, "parents": parents}

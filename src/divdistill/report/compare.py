@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import html
 
-from .config import GENERATIVE_METHODS
+from ..experiment.config import GENERATIVE_METHODS
 from .stats import ALPHA, POWER, pair_up, paired
 
 HEADLINE = (("ours", "minimax"), ("ours", "dit"), ("minimax", "dit"), ("ours-paper-code", "ours"))

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import yaml
 
-from .data import DATASETS
-from .reported import REPORTED_METHODS
+from ..data.datasets import DATASETS
+from ..baselines.reported import REPORTED_METHODS
 
 # The paper's column order (Table 1), then Table 3's ablation pairs. IDC-1 is never
 # run: it appears only as published numbers (``tables.<t>.reported``, see reported.py).
@@ -294,8 +294,8 @@ def prepare_args(cfg: dict, dataset: str) -> dict:
 def missing_inputs(cfg: dict) -> list[str]:
     """Every missing dataset file or weight folder the config needs, each with how to obtain it.
     Cheap (folder listings and config.json files): run before any job starts."""
-    from .data import check_fashion_root
-    from .imagenet import check_imagenet_root
+    from ..data.datasets import check_fashion_root
+    from ..data.imagenet import check_imagenet_root
 
     d, problems = cfg["data"], []
     for name in datasets_prepared(cfg):
@@ -309,7 +309,7 @@ def missing_inputs(cfg: dict) -> list[str]:
             problems += [p for p in found if p not in problems]  # the how-to line once
     gen = cfg["generator"]
     if not gen["pretrain"]:
-        from .weights import check_weights
+        from ..generator.weights import check_weights
 
         labels = sorted({y for name in datasets_prepared(cfg) for y in DATASETS[name].labels})
         specs = [DATASETS[name] for name in datasets_prepared(cfg)]

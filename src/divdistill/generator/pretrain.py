@@ -30,10 +30,10 @@ import torch.nn.functional as F
 from diffusers import AutoencoderKL, DiTTransformer2DModel
 from tqdm import tqdm
 
-from .finetune import tie_embedders, untie_embedders
-from .io import Checkpoints, tensor_digest
+from ..method.finetune import tie_embedders, untie_embedders
+from ..io import Checkpoints, tensor_digest
 from .latents import to_model_range
-from .losses import diffusion_loss, require_finite
+from ..method.losses import diffusion_loss, require_finite
 from .sample import make_scheduler
 
 OnStep = Callable[[int, dict], None]

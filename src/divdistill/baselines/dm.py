@@ -33,10 +33,10 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from .augment import AugmentConfig, normalize
-from .data import ImageSet
+from ..data.augment import AugmentConfig, normalize
+from ..data.datasets import ImageSet
 from .features import penultimate
-from .nets import build_net
+from ..evaluate.nets import build_net
 from .select import random_order
 
 IDENTITY = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
