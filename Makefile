@@ -1,5 +1,6 @@
 # make demo  — install (first use), then run the whole DAG on the Fashion-MNIST demo through DVC,
-#              write the browsable report reports/report.html and its screenshot reports/report.png
+#              write the browsable report reports/report.html and its screenshot reports/report.png,
+#              and refresh the committed snapshot docs/demo/ from reports/
 # make study — install (first use), then the mechanism study (config/study.yaml over params.yaml):
 #              tables and figure in reports/study/, its report page reports/study/report.html
 # make test  — install (first use), then run the test suite
@@ -15,11 +16,12 @@ FASHION := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 $(BIN)/activate:
 	$(PY) -m venv $(VENV) || python3 -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
+	@echo "installing divdistill into $(VENV): torch (CPU build), diffusers, snakemake, dvc, mlflow, ... (a few minutes)"
 
 # torch first and pinned: an unpinned resolve would pull a multi-GB CUDA build.
 $(VENV)/.installed: pyproject.toml | $(BIN)/activate
-	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --progress-bar on torch==2.13.0
+	$(BIN)/pip install --progress-bar on -e '.[dev]'
 	touch $@
 
 install: $(VENV)/.installed
@@ -37,6 +39,9 @@ demo: install $(FASHION)
 	PATH=$(abspath $(BIN)):$$PATH DIVDISTILL_CORES=$(CORES) $(BIN)/dvc repro
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/snakemake --report reports/report.html
 	workflow/scripts/screenshot.sh reports/report.html reports/report.png
+	workflow/scripts/snapshot.sh reports docs/demo
+	@echo "done: reports/ (tables, figures, report.html), snapshot docs/demo/, runs in mlflow.db (make ui)."
+	@echo "DVC staged dvc.lock (core.autostage); no DVC remote is configured, so its dvc push hint does not apply."
 
 STUDY := --configfile config/study.yaml  # overlaid on params.yaml
 

@@ -20,7 +20,7 @@ include: "workflow/rules/common.smk"
 wildcard_constraints:
     dataset="[a-z0-9-]+",
     method="[a-z0-9_.+-]+",  # sweep variants: ours-lambda_gen-0.032
-    ipc=rf"\d+|{dd.FULL_IPC}",
+    ipc=rf"\d+|{grid.FULL_IPC}",
     model="[a-z0-9]+",
     seed=r"\d+",
     distill_seed=r"\d+",
@@ -53,7 +53,7 @@ onstart:
         raise FileNotFoundError("missing inputs (nothing was run):\n  " + "\n  ".join(problems))
     # Check mlflow.db (never a new history over an old one), create it and every experiment once,
     # before jobs race to do it.
-    from divdistill.tracking.runs import TrackingError, close_stale_runs, init_tracking
+    from divdistill.tracking.store import TrackingError, close_stale_runs, init_tracking
 
     try:
         init_tracking(config["mlflow"])

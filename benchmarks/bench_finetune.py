@@ -22,8 +22,8 @@ import time
 import torch
 from diffusers import AutoencoderKL, DDPMScheduler, DiTTransformer2DModel
 
-from divdistill.method.finetune import FinetuneConfig, cache_latents, finetune
-from divdistill.generator.latents import encode_posterior
+from divdistill.generator.latents import cache_latents, encode_posterior
+from divdistill.method.finetune import FinetuneConfig, finetune
 
 DIT = dict(sample_size=8, in_channels=4, out_channels=8, patch_size=2, num_layers=6, num_attention_heads=4,
            attention_head_dim=32, num_embeds_ada_norm=10)

@@ -25,11 +25,12 @@ from pathlib import Path
 import torch
 
 from divdistill.data.augment import AugmentConfig
-from divdistill.experiment.config import epochs_for, load
 from divdistill.evaluate.nets import build_net
+from divdistill.evaluate.trainer import TrainConfig, evaluate, seed_everything, train_and_test
+from divdistill.experiment.config import load
+from divdistill.experiment.grid import epochs_for
 from divdistill.generator.pretrain import DiTConfig, build_dit
 from divdistill.generator.sample import sample_latents
-from divdistill.evaluate.trainer import TrainConfig, evaluate, seed_everything, train_and_test
 
 DEMO = load(Path(__file__).resolve().parents[1] / "params.yaml")  # the schedule projected to
 CLASSES = 5  # the demo's datasets (fashion-hard, fashion-easy) hold 5 Fashion-MNIST classes each

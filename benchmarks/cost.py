@@ -31,9 +31,10 @@ from torch.utils.flop_counter import FlopCounterMode
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from divdistill.experiment import config as dd  # noqa: E402
 from divdistill.data.datasets import DATASETS  # noqa: E402
 from divdistill.evaluate.nets import build_net  # noqa: E402
+from divdistill.experiment import config as dd  # noqa: E402
+from divdistill.experiment import grid, methods, names  # noqa: E402
 
 # DiT-XL/2-256 as in facebook/DiT-XL-2-256's transformer/config.json (diffusers): the other keys
 # there (gelu-approximate, attention_bias, norm_elementwise_affine false, ...) are the defaults.
@@ -63,8 +64,8 @@ def meta(*shape, grad=False, dtype=torch.float32):
 def count_models(cfg: dict, n_classes: int, stored_res: int) -> dict[str, float]:
     from diffusers import AutoencoderKL, DiTTransformer2DModel
 
-    from divdistill.method.difffit import apply_difffit
     from divdistill.baselines.features import penultimate
+    from divdistill.method.difffit import apply_difffit
 
     f, b = {}, 2  # batch 2, divided out (counts are linear in the batch)
     with torch.device("meta"):
@@ -125,12 +126,12 @@ def grid_jobs(cfg: dict, f: dict, n_train_pc: int, n_test_pc: int, mfu: dict) ->
     def secs(parts):  # parts: [(flop, precision, mfu key)]
         return sum(fl / (PEAK[prec] * mfu[key]) for fl, prec, key in parts)
 
-    datasets = dd.datasets_used(cfg)
+    datasets = grid.datasets_used(cfg)
     ncls = {d: len(DATASETS[d].labels) for d in datasets}
     n_train = {d: n_train_pc * ncls[d] for d in datasets}
-    methods = {d: [m for t in cfg["tables"].values() if d in t["datasets"] for m in t["methods"]] for d in datasets}
-    for _, _, m in dd.sweep_points(cfg):  # Figure 4 variants fine-tune and sample like their base method
-        methods[cfg["sweeps"]["dataset"]].append(m)
+    by_dataset = {d: [m for t in cfg["tables"].values() if d in t["datasets"] for m in t["methods"]] for d in datasets}
+    for _, _, m in grid.sweep_points(cfg):  # Figure 4 variants fine-tune and sample like their base method
+        by_dataset[cfg["sweeps"]["dataset"]].append(m)
     seeds, max_ipc = cfg["seeds"], max(cfg["ipc"])
     rows = []
 
@@ -144,11 +145,11 @@ def grid_jobs(cfg: dict, f: dict, n_train_pc: int, n_test_pc: int, mfu: dict) ->
             rows.append({"type": kind, "jobs": n, "flop": sum(p[0] for p in parts), "s": secs(parts), "note": note})
 
     ft = cfg["finetune"]
-    gen = lambda m: dd.base_method(m) in dd.GENERATIVE_METHODS  # noqa: E731
-    add("encode", {d: int(any(gen(m) for m in methods[d])) for d in datasets},
+    gen = lambda m: methods.get(names.base_method(m)).kind == "generative"  # noqa: E731
+    add("encode", {d: int(any(gen(m) for m in by_dataset[d])) for d in datasets},
         lambda d: [(2 * n_train[d] * f["vae_enc"], "tf32", "vae")])
     # finetune.py: epochs x (N // batch) steps of `batch` images, one DiffFit forward+backward each
-    add("finetune", {d: len({m for m in methods[d] if dd.base_method(m) in dd.FINETUNED_METHODS})
+    add("finetune", {d: len({m for m in by_dataset[d] if methods.get(names.base_method(m)).finetuned})
                      * len(cfg["distill_seeds"])
                      for d in datasets},
         lambda d: [(ft["epochs"] * (n_train[d] // ft["batch_size"]) * ft["batch_size"] * f["dit_train_difffit"],
@@ -156,35 +157,35 @@ def grid_jobs(cfg: dict, f: dict, n_train_pc: int, n_test_pc: int, mfu: dict) ->
     sa = cfg["sample"]
     cfg_mult = 1 if sa["guidance"] == 1.0 else 2  # guided_output runs (cond | null) as one doubled batch
     # one sampling job per (dataset, method, distill seed) draws every evaluation seed's set
-    add("sample", {d: sum(len(dd.distill_seeds_for(cfg, m)) for m in set(methods[d]) if gen(m)) for d in datasets},
+    add("sample", {d: sum(len(grid.distill_seeds_for(cfg, m)) for m in set(by_dataset[d]) if gen(m)) for d in datasets},
         lambda d: [(len(seeds) * sa["steps"] * cfg_mult * max_ipc * ncls[d] * f["dit_fwd"], "bf16", "dit_sample"),
                    (len(seeds) * max_ipc * ncls[d] * f["vae_dec"], "tf32", "vae")])
     fe = cfg["baselines"]["features"]
-    feat_ds = {d: int(any(m in dd.FEATURE_METHODS for m in methods[d])) for d in datasets}
+    feat_ds = {d: int(any(methods.get(m).features for m in by_dataset[d])) for d in datasets}
     # train_feature_net: epochs over N_train, then one final "test" pass over the training images
     add("features", feat_ds, lambda d: [((fe["epochs"] * f["feat_train"] + f["feat_fwd"]) * n_train[d],
                                          "tf32", "convnet")])
     # select (kcenter/herding): one job per method embeds the training images once for every seed
-    add("select (embed)", {d: len({m for m in methods[d] if m in dd.FEATURE_METHODS}) for d in datasets},
+    add("select (embed)", {d: len({m for m in by_dataset[d] if methods.get(m).features}) for d in datasets},
         lambda d: [(n_train[d] * f["feat_fwd"], "tf32", "convnet")])
     dm = cfg["baselines"]["dm"]
     for ipc in cfg["ipc"]:
-        add(f"dm ipc{ipc}", {d: int("dm" in methods[d]) * len(seeds) for d in datasets},
+        add(f"dm ipc{ipc}", {d: int("dm" in by_dataset[d]) * len(seeds) for d in datasets},
             lambda d: [(dm["iterations"] * ncls[d] * (min(dm["batch_real"], n_train_pc) * f["dm_real"]
                                                       + ipc * f["dm_syn"]), "tf32", "dm")])
     # evaluation cells: the cost depends on (model, ipc) only
     ev = cfg["evaluate"]
-    cells = Counter((c.model, c.ipc, c.dataset) for c in dd.cells(cfg))
+    cells = Counter((c.model, c.ipc, c.dataset) for c in grid.cells(cfg))
     for model in ev["nets"]:
-        for ipc in [str(i) for i in cfg["ipc"]] + [dd.FULL_IPC]:
+        for ipc in [str(i) for i in cfg["ipc"]] + [grid.FULL_IPC]:
             jobs = {d: cells[(model, ipc, d)] for d in datasets}
             if not any(jobs.values()):
                 continue
-            epochs = dd.epochs_for(cfg, ipc)
+            epochs = grid.epochs_for(cfg, ipc)
             key = "convnet" if model == "convnet" else "resnet"
 
             def parts(d, ipc=ipc, epochs=epochs, model=model, key=key):
-                n = n_train[d] if ipc == dd.FULL_IPC else int(ipc) * ncls[d]
+                n = n_train[d] if ipc == grid.FULL_IPC else int(ipc) * ncls[d]
                 test = n_tests(epochs, ev["eval_every"]) * n_test_pc * ncls[d] * f[f"{model}_fwd"]
                 return [(epochs * n * f[f"{model}_train"] + test, "tf32", key)]
             add(f"evaluate {model} ipc{ipc}", jobs, parts)
@@ -192,8 +193,8 @@ def grid_jobs(cfg: dict, f: dict, n_train_pc: int, n_test_pc: int, mfu: dict) ->
     # feature ConvNet with every real training image once per job (k-NN precision/recall/density/coverage)
     t1 = cfg["tables"]["table1"]
     # one job per (dataset, method, distill seed) measures every seed's set
-    add("diversity", {d: sum(len(dd.distill_seeds_for(cfg, m)) for m in t1["methods"]
-                             if m != "full" and m not in dd.SYNTHESIS_METHODS) if d in t1["datasets"] else 0
+    add("diversity", {d: sum(len(grid.distill_seeds_for(cfg, m)) for m in t1["methods"]
+                             if methods.get(m).kind in ("selection", "generative")) if d in t1["datasets"] else 0
                       for d in datasets},
         lambda d: [(len(seeds) * sum(cfg["ipc"]) * ncls[d] * f["vae_enc"], "tf32", "vae"),
                    ((n_train[d] + len(seeds) * sum(cfg["ipc"]) * ncls[d]) * f["feat_fwd"], "tf32", "convnet")])
@@ -238,7 +239,7 @@ def main():
 
     cfg = dd.load(args.config)
     dd.check(cfg)
-    datasets = dd.datasets_used(cfg)
+    datasets = grid.datasets_used(cfg)
     n_classes = {len(DATASETS[d].labels) for d in datasets}
     stored = {DATASETS[d].resolution for d in datasets}
     assert len(n_classes) == 1 and len(stored) == 1, "one class count and one stored resolution expected"
@@ -317,7 +318,7 @@ def main():
         mine = Counter()
         for r in rows:  # Full's evaluations have their own rule (evaluate_full: its seeds may differ)
             kind = r["type"].split()[0]
-            mine["evaluate_full" if kind == "evaluate" and r["type"].endswith(dd.FULL_IPC) else kind] += r["jobs"]
+            mine["evaluate_full" if kind == "evaluate" and r["type"].endswith(grid.FULL_IPC) else kind] += r["jobs"]
         cpu_only = sum(n for k, n in counts.items() if k != "total") - sum(mine.values())
         print("\nCross-check against `snakemake -n all --configfile ...` job stats "
               f"(snakemake total {counts.get('total')} = "

@@ -6,10 +6,10 @@ import math
 import pytest
 import torch
 
-from divdistill.data.datasets import ImageSet
 from divdistill.baselines.dm import DMConfig, DSAConfig, apply_siamese, distill_dm
 from divdistill.baselines.features import embed, load_feature_net, save_feature_net, train_feature_net
 from divdistill.baselines.select import herding_order, kcenter_order, select
+from divdistill.data.datasets import ImageSet
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

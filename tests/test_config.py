@@ -6,6 +6,7 @@ import re
 import pytest
 
 from divdistill.experiment import config as dd
+from divdistill.experiment import grid, names
 
 from .conftest import ROOT
 
@@ -57,46 +58,46 @@ def test_missing_imagenet_and_weights_listed_together(tmp_path):
 def test_relation_errors_name_the_key(edit, needle):
     cfg = copy.deepcopy(DEMO)
     edit(cfg)
-    with pytest.raises(dd.ConfigError, match=needle.replace("(", r"\(").replace(")", r"\)")):
+    with pytest.raises(grid.ConfigError, match=needle.replace("(", r"\(").replace(")", r"\)")):
         dd.check(cfg)
 
 
 def test_sweep_variants_are_methods_of_their_own():
-    assert dd.split_method("ours-lambda_gen-0.032") == ("ours", {"lambda_gen": 0.032})
-    assert dd.split_method("minimax-memory_size-16") == ("minimax", {"memory_size": 16})
-    assert dd.split_method("realmin-genmax") == ("realmin-genmax", {})  # a hyphenated base, no variant
-    assert dd.distill_seeds_for({"distill_seeds": [3, 4]}, "ours-lambda_real-0.001") == [3, 4]
+    assert names.split_method("ours-lambda_gen-0.032") == ("ours", {"lambda_gen": 0.032})
+    assert names.split_method("minimax-memory_size-16") == ("minimax", {"memory_size": 16})
+    assert names.split_method("realmin-genmax") == ("realmin-genmax", {})  # a hyphenated base, no variant
+    assert grid.distill_seeds_for({"distill_seeds": [3, 4]}, "ours-lambda_real-0.001") == [3, 4]
     import re
 
-    pattern = re.compile(dd.finetuned_method_pattern())
+    pattern = re.compile(names.finetuned_method_pattern())
     assert pattern.fullmatch("ours-lambda_real-0.0005") and pattern.fullmatch("realmax-genmin")
     assert not pattern.fullmatch("dit") and not pattern.fullmatch("random-lambda_real-0.1")
 
 
 def test_variants_chain_keys_in_one_order_with_one_spelling_per_value():
-    name = dd.variant_name("ours", guidance=2.0, max_steps=5000)  # keys in VARIANT_KEYS order, 2.0 -> "2"
+    name = names.variant_name("ours", guidance=2.0, max_steps=5000)  # keys in VARIANT_KEYS order, 2.0 -> "2"
     assert name == "ours-max_steps-5000-guidance-2"
-    assert dd.split_method(name) == ("ours", {"max_steps": 5000, "guidance": 2.0})
-    assert dd.variant_name(name) == name  # parse and rebuild: the same name
-    assert dd.split_method("ours-lambda_gen-1e-05-guidance-1") == ("ours", {"lambda_gen": 1e-05, "guidance": 1.0})
-    assert dd.split_method("ours-paper-code-guidance-2") == ("ours-paper-code", {"guidance": 2.0})
+    assert names.split_method(name) == ("ours", {"max_steps": 5000, "guidance": 2.0})
+    assert names.variant_name(name) == name  # parse and rebuild: the same name
+    assert names.split_method("ours-lambda_gen-1e-05-guidance-1") == ("ours", {"lambda_gen": 1e-05, "guidance": 1.0})
+    assert names.split_method("ours-paper-code-guidance-2") == ("ours-paper-code", {"guidance": 2.0})
     with pytest.raises(ValueError, match="not a variant key: epochs"):
-        dd.variant_name("ours", epochs=3)
+        names.variant_name("ours", epochs=3)
     # a sample key samples the same fine-tuned model; a finetune key makes a model of its own
-    assert dd.finetuned_name("ours-max_steps-5000-guidance-2") == "ours-max_steps-5000"
-    assert dd.finetuned_name("minimax-guidance-1") == "minimax"
+    assert names.finetuned_name("ours-max_steps-5000-guidance-2") == "ours-max_steps-5000"
+    assert names.finetuned_name("minimax-guidance-1") == "minimax"
     ft, sample = {"max_steps": 300, "lambda_gen": 0.008}, {"guidance": 4.0, "steps": 50}
-    assert dd.finetune_settings(ft, "ours-max_steps-5000-guidance-2") == {"max_steps": 5000, "lambda_gen": 0.008}
-    assert dd.sample_settings(sample, "ours-max_steps-5000-guidance-2") == {"guidance": 2.0, "steps": 50}
-    assert dd.finetune_settings(ft, "difffit-guidance-1") == {"max_steps": 300, "lambda_gen": 0.0, "lambda_real": 0.0}
-    finetuned, sampled = re.compile(dd.finetuned_method_pattern()), re.compile(dd.generative_method_pattern())
+    assert names.finetune_settings(ft, "ours-max_steps-5000-guidance-2") == {"max_steps": 5000, "lambda_gen": 0.008}
+    assert names.sample_settings(sample, "ours-max_steps-5000-guidance-2") == {"guidance": 2.0, "steps": 50}
+    assert names.finetune_settings(ft, "difffit-guidance-1") == {"max_steps": 300, "lambda_gen": 0.0, "lambda_real": 0.0}
+    finetuned, sampled = re.compile(names.finetuned_method_pattern()), re.compile(names.generative_method_pattern())
     assert finetuned.fullmatch("ours-max_steps-5000") and not finetuned.fullmatch("ours-guidance-2")
     assert sampled.fullmatch("ours-max_steps-5000-guidance-2") and sampled.fullmatch("dit-guidance-1")
     assert not sampled.fullmatch("dit-max_steps-5") and not sampled.fullmatch("ours-guidance-2-max_steps-5")
 
 
 def test_study_grid_shares_the_demo_runs_at_the_demo_settings():
-    points = dd.study_points(STUDY)
+    points = grid.study_points(STUDY)
     st = STUDY["study"]
     tuned = [m for m in st["methods"] if m != "dit"]
     assert len(points) == len(st["guidance"]) * (1 + len(tuned) * len(st["max_steps"]))
@@ -106,12 +107,12 @@ def test_study_grid_shares_the_demo_runs_at_the_demo_settings():
     assert names[("dit", None, 1.0)] == "dit-guidance-1"
     assert names[("difffit", 300, 4.0)] == "difffit"
     assert len(set(names.values())) == len(points)  # one name per point
-    cells = dd.study_cells(STUDY)
+    cells = grid.study_cells(STUDY)
     per_point = {p["name"]: len(st["distill_seeds"] if p["method"] != "dit" else [0]) * len(STUDY["seeds"])
                  for p in points}
     assert len(cells) == sum(per_point.values())
     assert {c.distill_seed for c in cells if c.method == "ours-max_steps-5000"} == set(st["distill_seeds"])
-    assert dd.study_cells(DEMO) == [] and dd.cells(STUDY) == dd.cells(DEMO)  # the demo's grid is untouched
+    assert grid.study_cells(DEMO) == [] and grid.cells(STUDY) == grid.cells(DEMO)  # the demo's grid is untouched
 
 
 @pytest.mark.parametrize("edit, needle", [
@@ -124,28 +125,28 @@ def test_study_grid_shares_the_demo_runs_at_the_demo_settings():
 def test_study_and_full_seed_errors_name_the_key(edit, needle):
     cfg = copy.deepcopy(STUDY)
     edit(cfg)
-    with pytest.raises(dd.ConfigError, match=re.escape(needle)):
+    with pytest.raises(grid.ConfigError, match=re.escape(needle)):
         dd.check(cfg)
 
 
 def test_full_runs_on_the_first_seeds_full_seeds():
-    assert dd.seeds_for(DEMO, "full") == DEMO["seeds"][:DEMO["evaluate"]["seeds_full"]]
-    assert dd.seeds_for(DEMO, "ours") == DEMO["seeds"]
+    assert grid.seeds_for(DEMO, "full") == DEMO["seeds"][:DEMO["evaluate"]["seeds_full"]]
+    assert grid.seeds_for(DEMO, "ours") == DEMO["seeds"]
     cfg = copy.deepcopy(DEMO)
     cfg["evaluate"]["seeds_full"] = None
-    assert dd.seeds_for(cfg, "full") == cfg["seeds"]
-    full = [c for c in dd.cells(DEMO) if c.method == "full"]
-    assert {c.seed for c in full} == set(dd.seeds_for(DEMO, "full"))
+    assert grid.seeds_for(cfg, "full") == cfg["seeds"]
+    full = [c for c in grid.cells(DEMO) if c.method == "full"]
+    assert {c.seed for c in full} == set(grid.seeds_for(DEMO, "full"))
 
 
 def test_paper_sweeps_reuse_the_default_point_and_add_the_rest():
-    points = dd.sweep_points(PAPER)
+    points = grid.sweep_points(PAPER)
     sw, ft = PAPER["sweeps"], PAPER["finetune"]
-    assert len(points) == sum(len(sw[k]) for k in dd.SWEEP_KEYS)
+    assert len(points) == sum(len(sw[k]) for k in grid.SWEEP_KEYS)
     defaults = [m for k, v, m in points if v == ft[k]]
     assert defaults == ["ours"] * 3  # 0.002, 0.008 and 64 are Table 1's own runs
     variants = {m for _, _, m in points} - {"ours"}
-    extra = [c for c in dd.cells(PAPER) if c.method in variants]
+    extra = [c for c in grid.cells(PAPER) if c.method in variants]
     assert len(extra) == len(variants) * len(PAPER["ipc"]) * len(PAPER["seeds"])
     assert {c.model for c in extra} == {sw["model"]} and {c.dataset for c in extra} == {sw["dataset"]}
 
@@ -179,12 +180,12 @@ def test_every_float_parameter_must_be_finite():
             for k in path[:-1]:
                 node = node[k]
             node[path[-1]] = bad
-            with pytest.raises(dd.ConfigError, match=re.escape(f"{_name(path)} = {bad}: must be a finite number")):
+            with pytest.raises(grid.ConfigError, match=re.escape(f"{_name(path)} = {bad}: must be a finite number")):
                 dd.check(cfg)
 
 
 def test_job_arguments_refuse_nan_and_infinity():
-    from divdistill.cli import _json
+    from divdistill.jobs.common import json_arg as _json
 
     assert _json('{"guidance": 4.0}') == {"guidance": 4.0}
     for text in ('{"guidance": NaN}', '{"lambda_gen": Infinity}', '{"x": [-Infinity]}'):
@@ -195,5 +196,5 @@ def test_job_arguments_refuse_nan_and_infinity():
 def test_unknown_pretraining_dataset_is_named():
     cfg = copy.deepcopy(DEMO)
     cfg["pretrain"]["dataset"] = "fashion-mnsit"
-    with pytest.raises(dd.ConfigError, match="pretrain.dataset: unknown dataset 'fashion-mnsit'"):
+    with pytest.raises(grid.ConfigError, match="pretrain.dataset: unknown dataset 'fashion-mnsit'"):
         dd.check(cfg)

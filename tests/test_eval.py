@@ -235,8 +235,8 @@ def test_killed_training_resumes_to_the_uninterrupted_result(tmp_path, one_threa
     """Checkpoint every 2 epochs, stop after epoch 3 (as a kill would), rerun: the resumed run replays
     the saved epochs and ends bit-identical to a run that was never stopped."""
     from divdistill.data.augment import AugmentConfig
-    from divdistill.io import load_checkpoint
     from divdistill.evaluate.nets import build_net
+    from divdistill.io import load_checkpoint
 
     g = torch.Generator().manual_seed(0)
     x = torch.randint(0, 256, (40, 1, 16, 16), generator=g, dtype=torch.uint8)

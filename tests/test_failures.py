@@ -9,7 +9,7 @@ from mlflow.tracking import MlflowClient
 from divdistill import cli
 from divdistill.io import save_tensors, write_json
 from divdistill.method.losses import require_finite
-from divdistill.tracking.runs import experiment_name, init_tracking
+from divdistill.tracking.store import experiment_name, init_tracking
 
 
 def test_require_finite():

@@ -12,10 +12,12 @@ import torch
 from diffusers import AutoencoderKL, DDPMScheduler, DiTTransformer2DModel
 
 import divdistill.method.finetune as ft
-from divdistill.method.finetune import (FinetuneConfig, cache_latents, evictions, finetune, latent_cache,
-                                 save_latent_cache, tie_embedders)
+from divdistill.experiment import methods
+from divdistill.experiment.names import finetune_settings
+from divdistill.generator.latents import cache_latents, encode_posterior, latent_cache, save_latent_cache
 from divdistill.io import load_checkpoint
-from divdistill.generator.latents import encode_posterior
+from divdistill.method.difffit import tie_embedders
+from divdistill.method.finetune import FinetuneConfig, finetune
 from divdistill.method.memory import Memory
 
 from .conftest import keyed
@@ -181,7 +183,7 @@ def test_tie_warns_when_block_embedders_differ():
 def test_no_memory_control_is_difffit_alone_bit_for_bit(setup, monkeypatch):
     """The study's control, method "difffit": both memory terms weighted 0, so every step's loss is the
     diffusion loss alone and the model equals DiffFit fine-tuning with the memory terms removed."""
-    from divdistill.experiment.config import finetune_settings
+    from divdistill.experiment.names import finetune_settings
 
     control = finetune_settings({}, "difffit")
     assert control == {"lambda_real": 0.0, "lambda_gen": 0.0}
@@ -223,15 +225,20 @@ def test_max_eviction_keeps_a_more_diverse_gen_memory_than_fifo(setup):
 
 
 def test_methods():
-    assert evictions("ours") == ("max", "max") and evictions("minimax") == ("fifo", "fifo")
-    assert evictions("difffit") == ("fifo", "fifo")  # kept and logged; its terms are weighted 0
-    assert evictions("realmin-genmax") == ("min", "max")
+    evict = lambda m: methods.get(m).evict  # noqa: E731
+    assert evict("ours") == ("max", "max") and evict("minimax") == ("fifo", "fifo")
+    assert evict("difffit") == ("fifo", "fifo")  # kept and logged; its terms are weighted 0
+    assert evict("realmin-genmax") == ("min", "max")
     # Table 3's four cells: every (real, gen) pair of min/max, (max, max) being "ours"
     table3 = ("realmin-genmin", "realmin-genmax", "realmax-genmin", "ours")
-    assert {ft.METHODS[m] for m in table3} == {(r, g) for r in ("min", "max") for g in ("min", "max")}
+    assert {evict(m) for m in table3} == {(r, g) for r in ("min", "max") for g in ("min", "max")}
+    # a job's settings carry its method's evictions, a variant's too
+    cfg = {"finetune": {"lambda_gen": 0.008, "threads": 2}}
+    assert finetune_settings(cfg, "realmin-genmax-lambda_gen-0.032") == {
+        "lambda_gen": 0.032, "real_evict": "min", "gen_evict": "max"}
     for bad in ("dit", "nope"):
         with pytest.raises(ValueError):
-            evictions(bad)
+            finetune_settings(cfg, bad)
 
 
 # ----------------------------------------------------------------------------- reproducibility
@@ -314,7 +321,8 @@ def test_max_steps_then_extend_equals_one_run(setup, tmp_path):
 SCRIPT = """
 import os, signal, sys, torch
 from diffusers import DDPMScheduler, DiTTransformer2DModel
-from divdistill.method.finetune import FinetuneConfig, finetune, load_latent_cache
+from divdistill.generator.latents import load_latent_cache
+from divdistill.method.finetune import FinetuneConfig, finetune
 torch.set_num_threads(1)
 dit_dir, cache_path, ckpt, kill_at, out = sys.argv[1:]
 cache, _ = load_latent_cache(cache_path)

@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from divdistill.experiment import config as dd
+from divdistill.experiment import grid, methods
 
 from .conftest import FASHION, ROOT, needs_fashion
 from .test_workflow import planned_jobs, run
@@ -45,26 +46,26 @@ def paper_project(project) -> Path:
 
 def test_paper_config_dry_run_enumerates_the_full_grid(paper_project):
     cfg = paper_config()
-    n = len(dd.cells(cfg))
+    n = len(grid.cells(cfg))
     # the paper config sets every section the grid reads: on its own it gives the same grid
-    assert dd.cells(dd.load(ROOT / "config" / "paper.yaml")) == dd.cells(cfg)
+    assert grid.cells(dd.load(ROOT / "config" / "paper.yaml")) == grid.cells(cfg)
     # every table cell (3 tables of ImageWoof/ImageNette/ImageIDC x 3 IPCs x 3 seeds: hundreds) is planned:
     # Table 1 (8 methods x 3 IPCs + Full, 3 test models) 225, Table 2 72, Table 3 beyond Table 1's 27
-    table_cells = {c for t in cfg["tables"] for c in dd.table_cells(cfg, t)}
-    assert len(table_cells) == 324 and table_cells <= set(dd.cells(cfg))
+    table_cells = {c for t in cfg["tables"] for c in grid.table_cells(cfg, t)}
+    assert len(table_cells) == 324 and table_cells <= set(grid.cells(cfg))
     # Ours as the paper's code weights the memory terms, beside Ours, in Tables 1 and 3
     assert {"ours", "ours-paper-code"} <= set(cfg["tables"]["table1"]["methods"]) & set(cfg["tables"]["table3"]["methods"])
-    not_finetuned = (*dd.SELECTION_METHODS, *dd.SYNTHESIS_METHODS, "dit", "full")
+    not_finetuned = (*methods.names("selection", "synthesis", "upper_bound"), "dit")
     for cmd in (["snakemake", "--configfile", "config/paper.yaml", "-n", "all"],
                 ["snakemake", "--profile", "profiles/slurm", "--configfile", "config/paper.yaml", "-n", "all"]):
         jobs = planned_jobs(run(cmd, paper_project, timeout=300).stdout)
         # Full's evaluations have a rule of their own (evaluate.seeds_full may give it fewer seeds)
         assert jobs["evaluate"] + jobs["evaluate_full"] == n, cmd
-        assert jobs["evaluate_full"] == sum(c.method == "full" for c in dd.cells(cfg))
+        assert jobs["evaluate_full"] == sum(c.method == "full" for c in grid.cells(cfg))
         # paper scale loads its generator: nothing is pretrained, each dataset is prepared and encoded once
         assert "pretrain_vae" not in jobs and "pretrain_dit" not in jobs
-        assert jobs["prepare"] == jobs["encode"] == len(dd.datasets_used(cfg)) == 3
-        assert jobs["finetune"] == len({(c.dataset, c.method, c.distill_seed) for c in dd.cells(cfg)
+        assert jobs["prepare"] == jobs["encode"] == len(grid.datasets_used(cfg)) == 3
+        assert jobs["finetune"] == len({(c.dataset, c.method, c.distill_seed) for c in grid.cells(cfg)
                                         if c.method not in not_finetuned})
     assert not (paper_project / "results").exists() and not (paper_project / "mlflow.db").exists()
 
@@ -187,7 +188,7 @@ def test_paper_scale_dag_end_to_end_on_fake_imagenet(project, tmp_path_factory):
     # Snakemake merges a --configfile onto params.yaml (tables included): replace params.yaml itself
     (project / "params.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     assert dd.missing_inputs(cfg) == []
-    cells = dd.cells(cfg)
+    cells = grid.cells(cfg)
     assert len(cells) == len(TABLE1_RUN)
 
     t0 = time.monotonic()

@@ -1,7 +1,7 @@
 import torch
 
-from divdistill.data.datasets import ImageSet
 from divdistill.baselines.select import select
+from divdistill.data.datasets import ImageSet
 
 
 def _train(per_class=20, classes=3):

@@ -62,7 +62,7 @@ def test_one_seed_pairs_network_init_and_augmentation_across_methods(tmp_path, m
     import divdistill.evaluate.trainer as trainer
     from divdistill import cli
     from divdistill.io import save_tensors, write_json
-    from divdistill.tracking.runs import init_tracking
+    from divdistill.tracking.store import init_tracking
 
     data = tmp_path / "data"
     g = torch.Generator().manual_seed(0)

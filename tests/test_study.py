@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from divdistill.experiment import config as dd
+from divdistill.experiment import grid, names
 from divdistill.report.study import collect, compute, contrasts, render
 
 CFG = {
@@ -32,7 +32,7 @@ def test_contrasts_of_a_small_grid():
 def _write(tmp_path, acc):
     """Evaluation and diversity JSONs for every study cell; acc(method, distill_seed, seed) -> accuracy."""
     results, diversity = [], []
-    for c in dd.study_cells(CFG):
+    for c in grid.study_cells(CFG):
         p = tmp_path / f"{c.method}-{c.distill_seed}-{c.seed}.json"
         p.write_text(json.dumps({"cell": {"dataset": c.dataset, "method": c.method, "ipc": c.ipc, "model": c.model,
                                           "distill_seed": c.distill_seed, "seed": c.seed},
@@ -50,7 +50,7 @@ def test_paired_contrasts_from_result_files(tmp_path):
     # ours is difffit + 2 + s / 10 points on every (distill_seed, seed); difffit differs from DiT by seed-dependent
     # amounts: per seed s, difffit averaged over its two distillation seeds minus DiT = 1 + s
     def acc(method, ds, s):
-        base = dd.base_method(method)
+        base = names.base_method(method)
         if base == "dit":
             return 0.50
         value = 0.50 + (1 + s) / 100 + (ds - 0.5) / 100  # distill seeds 0/1: -0.5/+0.5 points around

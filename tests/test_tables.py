@@ -1,6 +1,7 @@
 from html.parser import HTMLParser
 
-from divdistill.report.tables import aggregate, metrics_tree, render_latex, render_markdown
+from divdistill.report.aggregate import aggregate, metrics_tree
+from divdistill.report.tables import render_latex, render_markdown
 
 CFG = {
     "seeds": [0, 1, 2],
@@ -57,7 +58,8 @@ def test_metrics_tree_for_dvc():
 def test_paper_table1_marks_reported_idc1_and_minimax_beside_our_runs():
     """Table 1 of config/paper.yaml rendered from fake ImageWoof results: the published IDC-1 and
     Minimax numbers (SPEC section 3) sit in their own columns, marked and cited, next to our runs."""
-    from divdistill.experiment.config import cells, load
+    from divdistill.experiment.config import load
+    from divdistill.experiment.grid import cells
 
     from .conftest import ROOT
 
@@ -187,8 +189,11 @@ def test_every_ranked_cell_tied_means_no_bold():
 def test_paired_ours_vs_minimax_marker_notes_and_comparisons_table():
     """Pairs by seed: IPC 10 differences [6, 6, 5] (mean 5.67, sd 0.58: p = 0.0035 by hand: t = 17.0
     with 2 df), IPC 20 [1, 1, -2] (mean 0: p = 1), IPC 50 one pair (no test)."""
+    from divdistill.evaluate.nets import net_labels
+    from divdistill.experiment import methods
     from divdistill.report import compare
-    from divdistill.report.tables import METHOD_LABELS, MODEL_LABELS
+
+    METHOD_LABELS, MODEL_LABELS = methods.labels(), net_labels()
 
     agg = aggregate(_marks_results())
     md = render_markdown(MARKS_CFG, "table1", agg)
@@ -251,7 +256,7 @@ class _Balanced(HTMLParser):
 
 
 def test_html_is_well_formed_and_names_the_runs_of_each_cell():
-    from divdistill.report.tables import render_html
+    from divdistill.report.html import render_html
 
     agg = aggregate(_marks_results())
     page = render_html(MARKS_CFG, "table1", agg)

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from divdistill.tracking.runs import TrackingError, experiment_name, init_tracking, start_run
+from divdistill.tracking.runs import start_run
+from divdistill.tracking.store import TrackingError, experiment_name, init_tracking
 
 
 @pytest.fixture
@@ -50,8 +51,8 @@ def test_uninitialised_database_is_a_clear_error(cfg):
 def test_render_files_one_parent_run_per_table_cell_and_nests_the_seed_runs(cfg, tmp_path):
     """Two cells of two seed runs each, rendered twice: one parent per cell, reused and updated."""
     from divdistill.io import read_json, write_json
-    from divdistill.report.tables import render_all
-    from divdistill.tracking.runs import PARENT_TAG
+    from divdistill.report.render import render_all
+    from divdistill.tracking.parents import PARENT_TAG
 
     ids = init_tracking(cfg)
     spec = {"seeds": [0, 1], "distill_seeds": [0], "ipc": [10],
@@ -111,7 +112,7 @@ def test_render_files_one_parent_run_per_table_cell_and_nests_the_seed_runs(cfg,
 
 
 def test_seed_runs_missing_from_the_database_are_skipped(cfg, capsys):
-    from divdistill.tracking.runs import nest_seed_runs
+    from divdistill.tracking.parents import nest_seed_runs
 
     init_tracking(cfg)
     cell = {"name": "table1/d/random/ipc10/convnet", "metrics": {"mean": 1.0},
@@ -126,7 +127,7 @@ def test_runs_left_running_by_killed_jobs_are_closed_at_the_next_start(cfg):
     """SIGKILL gives a job no chance to end its run; the next workflow start marks it KILLED, but only
     once its process is gone: a run whose job still runs (another workflow's) is left alone, and so is
     a run started on another host (a cluster node)."""
-    from divdistill.tracking.runs import close_stale_runs, owner_tags
+    from divdistill.tracking.store import close_stale_runs, owner_tags
 
     ids = init_tracking(cfg)
     client = MlflowClient(cfg["tracking_uri"])

@@ -14,6 +14,7 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 from divdistill.experiment import config as dd
+from divdistill.experiment import grid, methods, names
 
 from .conftest import ROOT, copy_project, needs_fashion, project_env
 
@@ -43,12 +44,12 @@ def test_dry_run_has_one_evaluation_job_per_grid_cell(project, name):
     # one_job_per: cell (demo, smoke) runs every seed of a (dataset, method, ipc, model, distill_seed) cell in
     # one job; each seed still writes its own result and MLflow run
     assert cfg["evaluate"]["one_job_per"] == "cell"
-    per_cell = {(c.dataset, c.method, c.ipc, c.model, c.distill_seed) for c in dd.cells(cfg)}
+    per_cell = {(c.dataset, c.method, c.ipc, c.model, c.distill_seed) for c in grid.cells(cfg)}
     assert jobs["evaluate"] == sum(k[1] != "full" for k in per_cell)
     assert jobs["evaluate_full"] == sum(k[1] == "full" for k in per_cell)  # Full's own rule (evaluate.seeds_full)
     expected = sum(len(t["methods"]) * len(t["models"]) for t in cfg["tables"].values())
-    expected += sum(1 for *_, m in dd.sweep_points(cfg) if m != cfg["sweeps"]["method"])  # Figure 4's variants
-    assert expected > 0 and len(dd.cells(cfg)) <= expected * len(cfg["ipc"]) * len(cfg["seeds"])
+    expected += sum(1 for *_, m in grid.sweep_points(cfg) if m != cfg["sweeps"]["method"])  # Figure 4's variants
+    assert expected > 0 and len(grid.cells(cfg)) <= expected * len(cfg["ipc"]) * len(cfg["seeds"])
 
 
 def test_lint_is_clean(project):
@@ -98,7 +99,7 @@ def smoke(tmp_path_factory):
 @pytest.mark.slow
 def test_smoke_dag_with_8_cores_tracks_every_run(smoke):
     project, cfg, _ = smoke
-    cells = dd.cells(cfg)
+    cells = grid.cells(cfg)
     for table in cfg["tables"]:
         md = (project / "reports" / "tables" / f"{table}.md").read_text()
         assert "±" in md and (project / "reports" / "tables" / f"{table}.tex").exists()
@@ -150,9 +151,9 @@ def test_smoke_dag_with_8_cores_tracks_every_run(smoke):
             c.dataset, c.method, c.ipc, str(c.distill_seed), str(c.seed))
         assert len(client.get_metric_history(r.info.run_id, "train_loss")) == res["params"]["epochs"]
     # the generator's jobs: one run each, in their own experiments, with the losses logged separately
-    finetunes = {(c.dataset, c.method, c.distill_seed) for c in cells if dd.base_method(c.method) in dd.FINETUNED_METHODS}
+    finetunes = {(c.dataset, c.method, c.distill_seed) for c in cells if methods.get(names.base_method(c.method)).finetuned}
     # one sampling job per (dataset, method, distillation seed) draws every seed's set
-    samples = {(c.dataset, c.method, c.distill_seed) for c in cells if dd.base_method(c.method) in dd.GENERATIVE_METHODS}
+    samples = {(c.dataset, c.method, c.distill_seed) for c in cells if methods.get(names.base_method(c.method)).kind == "generative"}
     for stage, expected in (("pretrain", 2), ("finetune", len(finetunes)), ("sample", len(samples))):
         stage_runs = client.search_runs([client.get_experiment_by_name(f"{prefix}-{stage}").experiment_id])
         assert len(stage_runs) == expected and all(r.info.status == "FINISHED" for r in stage_runs)
@@ -216,7 +217,7 @@ def test_dvc_repro_and_experiment_rerun_only_evaluations(project):
     run(["dvc", "exp", "run", "-S", "evaluate.epochs_full=3"], project)
     changed = {p.relative_to(project).as_posix() for p, m in mtimes.items() if p.stat().st_mtime_ns != m}
     assert changed and all(p.startswith("results/eval/") and "/full/" in p for p in changed)
-    assert len(changed) == sum(1 for c in dd.cells(dd.load(project / "params.yaml")) if c.method == "full")
+    assert len(changed) == sum(1 for c in grid.cells(dd.load(project / "params.yaml")) if c.method == "full")
 
     shown = run(["dvc", "metrics", "show"], project).stdout
     assert "table1" in shown and "random" in shown
@@ -240,7 +241,7 @@ def test_three_runs_against_one_database_no_lock_no_duplicate_no_running(smoke):
     stage's experiment; the failed job's run is FAILED; nothing is left RUNNING; no job hit a locked
     database; the table cells' parent runs are not duplicated."""
     project, cfg, first_log = smoke
-    cells = dd.cells(cfg)
+    cells = grid.cells(cfg)
     client = MlflowClient(f"sqlite:///{project}/mlflow.db")
     prefix = cfg["mlflow"]["experiment_prefix"]
     exps = {e.name: e.experiment_id for e in client.search_experiments()}
@@ -250,7 +251,7 @@ def test_three_runs_against_one_database_no_lock_no_duplicate_no_running(smoke):
 
     def cell_of(r):
         p = r.data.params
-        return dd.Cell(p["dataset"], p["method"], p["ipc"], p["model"], int(p["distill_seed"]), int(p["seed"]))
+        return grid.Cell(p["dataset"], p["method"], p["ipc"], p["model"], int(p["distill_seed"]), int(p["seed"]))
 
     def seed_runs():
         return [r for r in runs("evaluate") if r.data.tags.get("divdistill.parent") != "1"]
@@ -303,7 +304,7 @@ def test_study_dry_run_lists_every_point(project):
     st = cfg["study"]
     jobs = planned_jobs(run(["snakemake", "-n", "--configfile", "config/study.yaml", "--", "study"],
                             project).stdout)
-    tuned = [m for m in st["methods"] if m in dd.FINETUNED_METHODS]
+    tuned = [m for m in st["methods"] if methods.get(m).finetuned]
     sets = len(st["guidance"]) * (1 + len(tuned) * len(st["max_steps"]) * len(st["distill_seeds"]))
     assert jobs["finetune"] == len(tuned) * len(st["max_steps"]) * len(st["distill_seeds"])
     assert jobs["sample"] == jobs["diversity"] == sets and jobs["evaluate"] == sets * len(cfg["ipc"])

@@ -1,9 +1,9 @@
 rule prepare:
     """Fashion-MNIST IDX files -> the suite's dataset format (seeded per-class draws)."""
     output:
-        meta="results/data/{dataset}/meta.json",
-        train="results/data/{dataset}/train.safetensors",
-        test="results/data/{dataset}/test.safetensors",
+        meta=META,
+        train=f"{DATA}/train.safetensors",
+        test=f"{DATA}/test.safetensors",
     params:
         data=prepare_params,
         out=data_dir,

@@ -1,11 +1,10 @@
 # Evaluation: a fresh test network trained on a distilled (or the full) set per seed; final-epoch
 # test accuracy. One job per table cell (every seed: evaluate.one_job_per: cell) or per seed.
 
-EVAL_PATH = "results/eval/{dataset}/{method}/ipc{ipc}/{model}/distill{distill_seed}-seed{seed}.json"
 EVAL_CELL = "{dataset}/{method}/ipc{ipc}/{model}/distill{distill_seed}"  # checkpoints: <EVAL_CELL>/seed<k>
 if EVAL_PER_CELL:  # Full (ipc "all") may run on fewer seeds: evaluate.seeds_full
     EVAL_OUTPUT, EVAL_JOB = expand(EVAL_PATH, seed=config["seeds"], allow_missing=True), EVAL_CELL
-    EVAL_OUTPUT_FULL = expand(EVAL_PATH, seed=dd.seeds_for(config, "full"), allow_missing=True)
+    EVAL_OUTPUT_FULL = expand(EVAL_PATH, seed=grid.seeds_for(config, "full"), allow_missing=True)
 else:
     EVAL_OUTPUT, EVAL_JOB, EVAL_OUTPUT_FULL = EVAL_PATH, f"{EVAL_CELL}-seed{{seed}}", EVAL_PATH
 
@@ -47,6 +46,6 @@ rule evaluate:
 
 use rule evaluate as evaluate_full with:
     wildcard_constraints:
-        ipc=dd.FULL_IPC,
+        ipc=grid.FULL_IPC,
     output:
         EVAL_OUTPUT_FULL,

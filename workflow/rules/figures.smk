@@ -6,13 +6,13 @@ rule figure1:
     input:
         unpack(generator_inputs("vae")),
         unpack(figure1_inputs),
-        meta=f"results/data/{FIGURE1['dataset']}/meta.json",
-        cache=f"results/latents/{FIGURE1['dataset']}.safetensors",
+        meta=META.format(dataset=FIGURE1["dataset"]),
+        cache=LATENTS.format(dataset=FIGURE1["dataset"]),
     output:
-        png=report("reports/figures/figure1.png", caption="../report/figure1.rst", category="Figures",
+        png=report(f"{grid.FIGURES}/figure1.png", caption="../report/figure1.rst", category="Figures",
                    labels={"figure": "Figure 1: real vs distilled latents (PCA)"}),
-        pdf="reports/figures/figure1.pdf",
-        stats="reports/figures/figure1.json",
+        pdf=f"{grid.FIGURES}/figure1.pdf",
+        stats=f"{grid.FIGURES}/figure1.json",
     params:
         vae=GEN["vae"],
         sets=lambda wc, input: [f"{m}={input[m]}" for m in FIGURE1["methods"]],

@@ -6,7 +6,7 @@ if GEN["pretrain"]:
     rule pretrain_vae:
         """Demo stand-in for the SD VAE: a small AutoencoderKL on every demo class."""
         input:
-            meta=f"results/data/{config['pretrain']['dataset']}/meta.json",
+            meta=META.format(dataset=config["pretrain"]["dataset"]),
         output:
             directory(GEN["vae"]),
         params:
@@ -30,7 +30,7 @@ if GEN["pretrain"]:
     rule pretrain_dit:
         """Demo stand-in for DiT-XL/2: a small class-conditional learned-variance DiT."""
         input:
-            meta=f"results/data/{config['pretrain']['dataset']}/meta.json",
+            meta=META.format(dataset=config["pretrain"]["dataset"]),
             vae=GEN["vae"],
         output:
             directory(GEN["dit"]),
@@ -59,9 +59,9 @@ rule encode:
     """VAE posterior (mean, std) of every training image and of its flip, computed once."""
     input:
         unpack(generator_inputs("vae")),
-        meta="results/data/{dataset}/meta.json",
+        meta=META,
     output:
-        "results/latents/{dataset}.safetensors",
+        LATENTS,
     params:
         vae=GEN["vae"],
         data=data_dir,
@@ -84,19 +84,19 @@ rule finetune:
     """DiffFit fine-tuning with the representativeness/diversity memories (eq. 6)."""
     input:
         unpack(generator_inputs("vae", "dit")),
-        meta="results/data/{dataset}/meta.json",
-        cache="results/latents/{dataset}.safetensors",
+        meta=META,
+        cache=LATENTS,
     output:
-        directory("results/finetuned/{dataset}/{method}/distill{distill_seed}"),
+        directory(FINETUNED),
     wildcard_constraints:
-        method=dd.finetuned_method_pattern(),
+        method=names.finetuned_method_pattern(),
     params:
         p=finetune_params,
         data=data_dir,
         vae=GEN["vae"],
         dit=GEN["dit"],
         # outside the output: Snakemake deletes a failed job's output, a checkpoint must survive
-        checkpoints="results/checkpoints/finetune/{dataset}/{method}/distill{distill_seed}",
+        checkpoints=grid.FINETUNE_CHECKPOINTS,
     priority: 30  # on the critical path: start before the evaluations
     threads: config["finetune"]["threads"]
     conda:
@@ -122,13 +122,10 @@ rule sample:
     input:
         unpack(sample_inputs),
     output:
-        distilled=expand(
-            "results/distilled/{{dataset}}/{{method}}/distill{{distill_seed}}-seed{seed}.safetensors",
-            seed=config["seeds"],
-        ),
-        grid="results/figures/samples/{dataset}-{method}-distill{distill_seed}.png",
+        distilled=expand(DISTILLED, seed=config["seeds"], allow_missing=True),
+        grid=SAMPLE_GRID,
     wildcard_constraints:
-        method=dd.generative_method_pattern(),
+        method=names.generative_method_pattern(),
     params:
         p=sample_params,
         max_ipc=max(config["ipc"]),

@@ -1,23 +1,50 @@
 from divdistill.report.tables import TABLE_TITLES
 
 # Report labels of the sample grids (reports/figures/samples-<dataset>-<method>.png, FIGURES).
-SAMPLE_LABELS = {f"reports/figures/samples-{d}-{m}.png": {"dataset": d, "method": m}
-                 for d in dd.datasets_used(config) for m in dd.GENERATIVE_METHODS}
+SAMPLE_LABELS = {f"{grid.FIGURES}/samples-{d}-{m}.png": {"dataset": d, "method": m}
+                 for d in grid.datasets_used(config) for m in methods.names("generative")}
+# What the report jobs read of params.yaml (a change elsewhere does not re-render); params.yaml's own
+# methods and eviction rules only when it has some.
+REPORT_SPEC = as_arg({k: config[k] for k in ("tables", "ipc", "seeds", "distill_seeds", "sweeps", "finetune",
+                                             "evaluate", "methods", "evictions") if k in config
+                      and (k not in ("methods", "evictions") or config[k])})
+
+
+rule parents:
+    """MLflow: one parent run per table cell in the evaluate experiment, its seed runs nested below
+    (tracking/parents.py); their ids go to a file the HTML tables link from."""
+    input:
+        results=[c.path for c in CELLS],
+    output:
+        grid.PARENTS,
+    params:
+        spec=REPORT_SPEC,
+    conda:
+        "../envs/divdistill.yaml"
+    log:
+        "results/logs/parents.log",
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    shell:
+        "divdistill parents --spec {params.spec:q} --results {input.results:q} --out {output:q} "
+        "--tracking \"$DIVDISTILL_TRACKING\" 2> {log:q}"
 
 
 rule render:
-    """Tables (Markdown, LaTeX, HTML), DVC metrics and accuracy curves from every evaluation; in
-    MLflow one parent run per table cell in the evaluate experiment, its seed runs nested below."""
+    """Tables (Markdown, LaTeX, HTML), DVC metrics and accuracy curves from every evaluation (no MLflow
+    writes: the HTML tables link to the parents job's runs)."""
     input:
         results=[c.path for c in CELLS],
         diversity=DIVERSITY,
         grids=list(GRIDS.values()),
+        parents=grid.PARENTS,
     output:
         # in the report (snakemake --report): the HTML tables, Figure 4's PNG and the sample grids
-        tables=[report(f"reports/tables/{t}.html", caption=f"../report/{t}.rst", category="Tables",
-                       labels={"table": TABLE_TITLES[t].split(" (")[0]}) if ext == "html" else f"reports/tables/{t}.{ext}"
-                for t in TABLES for ext in ("md", "tex", "html")],
-        diversity=report("reports/tables/diversity.md", caption="../report/diversity.rst", category="Tables",
+        tables=[report(grid.TABLE.format(table=t, ext=ext), caption=f"../report/{t}.rst", category="Tables",
+                       labels={"table": TABLE_TITLES[t].split(" (")[0]}) if ext == "html"
+                else grid.TABLE.format(table=t, ext=ext) for t in TABLES for ext in grid.TABLE_EXTS],
+        diversity=report(grid.DIVERSITY_TABLE, caption="../report/diversity.rst", category="Tables",
                          labels={"table": "Diversity and coverage (Table 1's datasets)"}),
         comparisons=[report(f, caption="../report/comparisons.rst", category="Tables",
                             labels={"table": "Comparisons: paired differences with stated power"})
@@ -26,13 +53,13 @@ rule render:
         + [report(f, caption="../report/figure4.rst", category="Figures",
                   labels={"figure": "Figure 4: hyper-parameter sweeps"}) if f.endswith(".png") else f
            for f in SWEEP_FIGURES],
-        metrics="reports/metrics.json",
-        plots=directory("reports/plots/curves"),
+        metrics=grid.METRICS,
+        plots=directory(grid.CURVES),
         sweeps=SWEEP_PLOTS,
     params:
-        spec=as_arg({k: config[k] for k in ("tables", "ipc", "seeds", "distill_seeds", "sweeps", "finetune", "evaluate")
-                     if k in config}),
+        spec=REPORT_SPEC,
         grids=[f"{src}={dst}" for dst, src in GRIDS.items()],
+        tables=os.path.dirname(grid.TABLE),
         sweep_plots=lambda wildcards: SWEEP_PLOTS_DIR,  # Figure 4's CSVs, also without sweeps (then unused)
     conda:
         "../envs/divdistill.yaml"
@@ -43,9 +70,8 @@ rule render:
         runtime=5,
     shell:
         "divdistill render --spec {params.spec:q} --results {input.results:q} --diversity {input.diversity:q} "
-        "--grids {params.grids:q} --tables reports/tables "
-        "--metrics {output.metrics:q} --plots {output.plots:q} --sweep-plots {params.sweep_plots:q} "
-        "--tracking \"$DIVDISTILL_TRACKING\" 2> {log:q}"
+        "--grids {params.grids:q} --tables {params.tables:q} --parents {input.parents:q} "
+        "--metrics {output.metrics:q} --plots {output.plots:q} --sweep-plots {params.sweep_plots:q} 2> {log:q}"
 
 
 if STUDY_CELLS:
@@ -65,7 +91,8 @@ if STUDY_CELLS:
                        labels={"item": "Mechanism study: accuracy and coverage against guidance"}),
             pdf=f"{STUDY_DIR}/figure.pdf",
         params:
-            spec=as_arg({k: config[k] for k in ("study", "ipc", "seeds", "finetune", "sample")}),
+            spec=as_arg({k: config[k] for k in ("study", "ipc", "seeds", "finetune", "sample", "methods", "evictions")
+                         if k in config and (k not in ("methods", "evictions") or config[k])}),
             out=STUDY_DIR,
         conda:
             "../envs/divdistill.yaml"

@@ -1,9 +1,9 @@
 rule features:
     """The K-Center / Herding embedding network: one ConvNet trained on the dataset's full training set."""
     input:
-        meta="results/data/{dataset}/meta.json",
+        meta=META,
     output:
-        directory("results/features/{dataset}"),
+        directory(FEATURES),
     params:
         p=features_params,
         data=data_dir,
@@ -28,9 +28,9 @@ rule select:
         unpack(select_inputs),
     output:
         # selections fine-tune nothing: their distillation seed is always 0
-        expand("results/distilled/{{dataset}}/{{method}}/distill0-seed{seed}.safetensors", seed=config["seeds"]),
+        expand(DISTILLED, distill_seed=0, seed=config["seeds"], allow_missing=True),
     wildcard_constraints:
-        method="|".join(dd.SELECTION_METHODS),
+        method="|".join(methods.names("selection")),
     params:
         max_ipc=max(config["ipc"]),
         data=data_dir,
@@ -53,9 +53,9 @@ rule select:
 rule dm:
     """Distribution matching: a synthetic set optimised for one IPC (sets of different IPCs are not nested)."""
     input:
-        meta="results/data/{dataset}/meta.json",
+        meta=META,
     output:
-        "results/distilled/{dataset}/dm/ipc{ipc}/distill0-seed{seed}.safetensors",
+        expand(grid.DISTILLED_PER_IPC, method="dm", distill_seed=0, allow_missing=True),
     params:
         p=dm_params,
         data=data_dir,
@@ -80,15 +80,12 @@ rule diversity:
     (the feature ConvNet's embedding) of a method's distilled sets (every seed) at every IPC."""
     input:
         unpack(generator_inputs("vae")),
-        meta="results/data/{dataset}/meta.json",
-        features="results/features/{dataset}",
-        distilled=expand(
-            "results/distilled/{{dataset}}/{{method}}/distill{{distill_seed}}-seed{seed}.safetensors",
-            seed=config["seeds"],
-        ),
-        cache="results/latents/{dataset}.safetensors",
+        meta=META,
+        features=FEATURES,
+        distilled=expand(DISTILLED, seed=config["seeds"], allow_missing=True),
+        cache=LATENTS,
     output:
-        expand("results/diversity/{{dataset}}/{{method}}/distill{{distill_seed}}-seed{seed}.json", seed=config["seeds"]),
+        expand(DIVERSITY_PATH, seed=config["seeds"], allow_missing=True),
     params:
         data=data_dir,
         vae=GEN["vae"],

@@ -8,6 +8,7 @@ report=$(realpath "$1")
 what=$2
 browser=$(command -v chromium || command -v chromium-browser || true)
 if [ -z "$browser" ]; then
+    [ "$what" = --dump-dom ] || rm -f -- "$what"  # never leave an older screenshot looking fresh
     echo "note: no chromium, so no screenshot of $1 (sudo apt-get install -y chromium)" >&2
     exit 0
 fi

@@ -35,8 +35,8 @@ from tqdm import tqdm
 
 from ..data.augment import AugmentConfig, normalize
 from ..data.datasets import ImageSet
-from .features import penultimate
 from ..evaluate.nets import build_net
+from .features import penultimate
 from .select import random_order
 
 IDENTITY = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])

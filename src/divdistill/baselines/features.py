@@ -26,9 +26,9 @@ import torch.nn.functional as F
 
 from ..data.augment import AugmentConfig, test_transform
 from ..data.datasets import ImageSet
-from ..io import atomic_dir, load_tensors, read_json, save_tensors, write_json
 from ..evaluate.nets import ConvNet, ResNet, build_net
 from ..evaluate.trainer import TrainConfig, seed_everything, train_and_test
+from ..io import atomic_dir, load_tensors, read_json, save_tensors, write_json
 
 CONFIG_FILE, WEIGHTS_FILE = "config.json", "model.safetensors"
 

@@ -15,12 +15,6 @@ SOURCES = {
     "mgd3": "Chan-Santiago et al., MGD3: mode-guided dataset distillation using diffusion models, ICML 2025 "
             "(Table 1, ImageNette and ImageIDC)",
 }
-# Where a method comes from, for the footnote.
-METHOD_CITATIONS = {
-    "idc-1": "Kim et al., Dataset condensation via efficient synthetic-data parameterization, ICML 2022",
-    "minimax": "Gu et al., CVPR 2024",
-}
-
 # (dataset, method, model) -> (source, {ipc: (mean, std)})
 REPORTED: dict[tuple[str, str, str], tuple[str, dict[int, tuple[float, float | None]]]] = {
     ("imagewoof", "random", "resnetap10"): ("minimax", {10: (29.4, 0.8), 20: (32.7, 0.4), 50: (47.2, 1.3)}),

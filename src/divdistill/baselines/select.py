@@ -22,8 +22,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..experiment.config import FEATURE_METHODS  # selectors that need ``features``
 from ..data.datasets import ImageSet
+from ..experiment import methods
 
 
 def _class_pools(labels: torch.Tensor, max_ipc: int):
@@ -104,10 +104,10 @@ SELECTORS = {
 def select(method: str, train: ImageSet, max_ipc: int, seed: int, features: torch.Tensor | None = None
            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(images, labels, source indices) of the distilled set, class-major, ordered within class.
-    ``features``: (N, D) rows aligned with ``train.images``, required by FEATURE_METHODS."""
+    ``features``: (N, D) rows aligned with ``train.images``, required by the selections that need them (methods.py: ``features``)."""
     if method not in SELECTORS:
         raise KeyError(f"unknown selection method {method!r}; known: {', '.join(SELECTORS)}")
-    if method in FEATURE_METHODS:
+    if methods.get(method).features:
         if features is None:
             raise ValueError(f"selection method {method!r} needs features (features.embed of a trained "
                              "network), got none")

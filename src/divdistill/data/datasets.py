@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..io import load_tensors, read_json, save_tensors, write_json
 from .imagenet import RESOLUTION as IMAGENET_RESOLUTION
 from .imagenet import prepare_imagenet, read_class_list
-from ..io import load_tensors, read_json, save_tensors, write_json
 
 FASHION_CLASSES = (
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",

@@ -117,12 +117,21 @@ def _resnet(blocks, avgpool_down, name):
     return build
 
 
-# name -> builder(num_classes, channels, resolution, width, depth)
+# The test networks' name table: name -> (label, builder(num_classes, channels, resolution, width,
+# depth)). params.yaml's evaluate.nets sizes them; the tables print the label.
 NETS = {
-    "convnet": _convnet,
-    "resnetap10": _resnet((1, 1, 1, 1), True, "resnetap10"),
-    "resnet18": _resnet((2, 2, 2, 2), False, "resnet18"),
+    "convnet": ("ConvNet", _convnet),
+    "resnetap10": ("ResNetAP-10", _resnet((1, 1, 1, 1), True, "resnetap10")),
+    "resnet18": ("ResNet-18", _resnet((2, 2, 2, 2), False, "resnet18")),
 }
+
+
+def net_label(name: str) -> str:
+    return NETS[name][0]
+
+
+def net_labels() -> dict[str, str]:
+    return {name: label for name, (label, _) in NETS.items()}
 
 
 def build_net(name: str, num_classes: int, channels: int, resolution: int, width: int,
@@ -131,7 +140,7 @@ def build_net(name: str, num_classes: int, channels: int, resolution: int, width
     ``depth`` applies to convnet only (default 3)."""
     if name not in NETS:
         raise ValueError(f"unknown test network {name!r}; known: {', '.join(NETS)}")
-    return NETS[name](num_classes, channels, resolution, width, depth)
+    return NETS[name][1](num_classes, channels, resolution, width, depth)
 
 
 def num_params(net: nn.Module) -> int:

@@ -8,7 +8,12 @@ for the demo VAE) so the DiT sees roughly unit variance, as in eq. (1).
 
 from __future__ import annotations
 
+import hashlib
+from pathlib import Path
+
 import torch
+
+from ..io import load_tensors, save_tensors
 
 
 def to_model_range(images: torch.Tensor) -> torch.Tensor:
@@ -44,3 +49,55 @@ def decode(vae, z: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
     s = vae.config.scaling_factor
     out = [to_uint8(vae.decode(z[i:i + batch_size] / s).sample).cpu() for i in range(0, len(z), batch_size)]
     return torch.cat(out)
+
+
+# ----------------------------------------------------------------------------- latent cache
+
+# A cache is {"mean", "std"} (N, c, h, w) scaled posterior of every training image, plus
+# {"mean_flip", "std_flip"} for its horizontal flip. The VAE is not flip-equivariant, so the flip is
+# encoded from flipped pixels rather than by flipping latents.
+
+
+def cache_latents(vae, images: torch.Tensor, flip: bool = True, batch_size: int = 256, device="cpu") -> dict:
+    """Encode every uint8 image (N, C, H, W) once (and its horizontal flip once): scaled posterior
+    mean and std, each (N, c, h, w) float on the CPU."""
+    parts: dict[str, list[torch.Tensor]] = {k: [] for k in ("mean", "std", "mean_flip", "std_flip")}
+    for i in range(0, len(images), batch_size):  # chunked: never holds a flipped copy of all images
+        x = images[i:i + batch_size]
+        for suffix, xs in [("", x)] + ([("_flip", x.flip(-1))] if flip else []):
+            m, s = encode_posterior(vae, xs, batch_size, device)
+            parts["mean" + suffix].append(m)
+            parts["std" + suffix].append(s)
+    return {k: torch.cat(v) for k, v in parts.items() if v}
+
+
+def fingerprint(vae, images: torch.Tensor) -> str:
+    """sha256 over the images and the VAE's weights: tells a cache written for other inputs."""
+    h = hashlib.sha256(images.cpu().contiguous().numpy())
+    for k, v in vae.state_dict().items():
+        h.update(k.encode())
+        h.update(v.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy())
+    return h.hexdigest()
+
+
+def save_latent_cache(path, cache: dict, fp: str | None = None) -> None:
+    save_tensors(path, cache, {"fingerprint": fp})
+
+
+def load_latent_cache(path) -> tuple[dict, str | None]:
+    """(cache, fingerprint it was saved with)."""
+    cache, meta = load_tensors(path)
+    return cache, meta.get("fingerprint")
+
+
+def latent_cache(vae, images: torch.Tensor, path, flip: bool = True, batch_size: int = 256, device="cpu") -> dict:
+    """The cache at ``path`` if it was written for these images, this VAE and this flip setting;
+    otherwise encode and save it (atomically)."""
+    fp = fingerprint(vae, images)
+    if Path(path).exists():
+        cache, old = load_latent_cache(path)
+        if old == fp and ("mean_flip" in cache) == flip:
+            return cache
+    cache = cache_latents(vae, images, flip, batch_size, device)
+    save_latent_cache(path, cache, fp)
+    return cache

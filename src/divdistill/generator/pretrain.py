@@ -28,12 +28,13 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn.functional as F
 from diffusers import AutoencoderKL, DiTTransformer2DModel
+from torch.optim.swa_utils import get_ema_multi_avg_fn
 from tqdm import tqdm
 
-from ..method.finetune import tie_embedders, untie_embedders
 from ..io import Checkpoints, tensor_digest
-from .latents import to_model_range
+from ..method.difffit import tie_embedders, untie_embedders
 from ..method.losses import diffusion_loss, require_finite
+from .latents import to_model_range
 from .sample import make_scheduler
 
 OnStep = Callable[[int, dict], None]
@@ -80,8 +81,8 @@ def _lr_at(step: int, steps: int, lr: float, warmup: int) -> float:
 
 
 def _ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
-    with torch.no_grad():
-        torch._foreach_lerp_(list(ema.parameters()), [p.detach() for p in model.parameters()], 1 - decay)
+    """torch's EMA (foreach lerp, ema + (1 - decay) (p - ema)), as fine-tuning's; the decay warms up."""
+    get_ema_multi_avg_fn(decay)(list(ema.parameters()), [p.detach() for p in model.parameters()], None)
 
 
 def _train(model: torch.nn.Module, loss_fn: Callable[[], tuple[torch.Tensor, dict]], *, steps: int, lr: float,

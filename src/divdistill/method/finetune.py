@@ -22,41 +22,20 @@ run killed anywhere ends bit-identical (on CPU) to an uninterrupted one.
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import time
-import warnings
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import asdict, dataclass, field
 
 import torch
+from torch.optim.swa_utils import get_ema_multi_avg_fn
 from tqdm import tqdm
 
-from ..experiment.config import GENERATIVE_METHODS, base_method
 from ..device import dit_autocast
-from .difffit import apply_difffit, count_trainable, fold_difffit, tie_class_embeddings
-from ..io import Checkpoints, load_tensors, save_tensors, tensor_digest
-from ..generator.latents import encode_posterior
+from ..io import Checkpoints, tensor_digest
+from .difffit import apply_difffit, count_trainable, fold_difffit, tie_embedders, untie_embedders
 from .losses import WEIGHTINGS, diffusion_loss, memory_loss, predict_x0, require_finite
-from .memory import STRATEGIES, Memory
-
-# ----------------------------------------------------------------------------- methods
-
-# method -> (real-memory eviction, generative-memory eviction); None: the pretrained DiT, not fine-tuned.
-METHODS = GENERATIVE_METHODS  # method -> (real_evict, gen_evict); None: the pretrained DiT as is
-
-
-def evictions(method: str) -> tuple[str, str]:
-    """(real_evict, gen_evict) of a fine-tuned method or sweep variant ("ours-lambda_gen-0.032");
-    ValueError for "dit" and unknown names."""
-    method = base_method(method)
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; known: {', '.join(METHODS)}")
-    if METHODS[method] is None:
-        raise ValueError(f"method {method!r} uses the pretrained model as is: there is nothing to fine-tune")
-    return METHODS[method]
-
+from .memory import EVICTIONS, Memory, load_evictions
 
 # ----------------------------------------------------------------------------- config
 
@@ -80,11 +59,13 @@ class FinetuneConfig:
     max_steps: int | None = None  # stop after this many steps (demo, tests); the step sequence is unchanged
     flip: bool = True  # horizontal-flip augmentation, p = 0.5, from the cached latents of the flipped images
     log_every: int = 50  # steps between memory-similarity entries in the step log (also at the last step)
+    evictions: dict = field(default_factory=dict)  # eviction rules of one's own: {name: "module:function"}
 
     def __post_init__(self):
+        load_evictions(self.evictions)  # memory.py's registry: a rule of one's own by name
         for name in ("real_evict", "gen_evict"):
-            if getattr(self, name) not in STRATEGIES:
-                raise ValueError(f"{name} must be one of {STRATEGIES}, got {getattr(self, name)!r}")
+            if getattr(self, name) not in EVICTIONS:
+                raise ValueError(f"{name} must be one of {', '.join(EVICTIONS)}, got {getattr(self, name)!r}")
         if self.memory_weighting not in WEIGHTINGS:
             raise ValueError(f"memory_weighting must be one of {WEIGHTINGS}, got {self.memory_weighting!r}")
         if min(self.epochs, self.batch_size, self.memory_size, self.log_every) < 1 or self.checkpoint_every < 0:
@@ -97,58 +78,13 @@ class FinetuneConfig:
 _VOLATILE = ("checkpoint_every", "max_steps", "log_every")
 
 
-# ----------------------------------------------------------------------------- latent cache
+# ----------------------------------------------------------------------------- latents
 
-# A cache is {"mean", "std"} (N, c, h, w) scaled posterior of every training image, plus
+# A cache (generator/latents.py latent_cache) is {"mean", "std"} (N, c, h, w) scaled posterior of every training image, plus
 # {"mean_flip", "std_flip"} for its horizontal flip. The VAE is not flip-equivariant, so the flip is
 # encoded from flipped pixels rather than by flipping latents. A callable (idx (B,), flip (B,) bool,
 # generator) -> z0 (B, c, h, w) may stand in for a cache (the benchmark's encode-every-step path).
 LatentSource = dict[str, torch.Tensor] | Callable[[torch.Tensor, torch.Tensor, torch.Generator], torch.Tensor]
-
-
-def cache_latents(vae, images: torch.Tensor, flip: bool = True, batch_size: int = 256, device="cpu") -> dict:
-    """Encode every uint8 image (N, C, H, W) once (and its horizontal flip once): scaled posterior
-    mean and std, each (N, c, h, w) float on the CPU."""
-    parts: dict[str, list[torch.Tensor]] = {k: [] for k in ("mean", "std", "mean_flip", "std_flip")}
-    for i in range(0, len(images), batch_size):  # chunked: never holds a flipped copy of all images
-        x = images[i:i + batch_size]
-        for suffix, xs in [("", x)] + ([("_flip", x.flip(-1))] if flip else []):
-            m, s = encode_posterior(vae, xs, batch_size, device)
-            parts["mean" + suffix].append(m)
-            parts["std" + suffix].append(s)
-    return {k: torch.cat(v) for k, v in parts.items() if v}
-
-
-def fingerprint(vae, images: torch.Tensor) -> str:
-    """sha256 over the images and the VAE's weights: tells a cache written for other inputs."""
-    h = hashlib.sha256(images.cpu().contiguous().numpy())
-    for k, v in vae.state_dict().items():
-        h.update(k.encode())
-        h.update(v.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy())
-    return h.hexdigest()
-
-
-def save_latent_cache(path, cache: dict, fp: str | None = None) -> None:
-    save_tensors(path, cache, {"fingerprint": fp})
-
-
-def load_latent_cache(path) -> tuple[dict, str | None]:
-    """(cache, fingerprint it was saved with)."""
-    cache, meta = load_tensors(path)
-    return cache, meta.get("fingerprint")
-
-
-def latent_cache(vae, images: torch.Tensor, path, flip: bool = True, batch_size: int = 256, device="cpu") -> dict:
-    """The cache at ``path`` if it was written for these images, this VAE and this flip setting;
-    otherwise encode and save it (atomically)."""
-    fp = fingerprint(vae, images)
-    if Path(path).exists():
-        cache, old = load_latent_cache(path)
-        if old == fp and ("mean_flip" in cache) == flip:
-            return cache
-    cache = cache_latents(vae, images, flip, batch_size, device)
-    save_latent_cache(path, cache, fp)
-    return cache
 
 
 def draw_latents(cache: LatentSource, idx: torch.Tensor, flip: torch.Tensor, g: torch.Generator) -> torch.Tensor:
@@ -160,54 +96,6 @@ def draw_latents(cache: LatentSource, idx: torch.Tensor, flip: torch.Tensor, g: 
         f = flip.view(-1, 1, 1, 1)
         mean, std = torch.where(f, cache["mean_flip"][idx], mean), torch.where(f, cache["std_flip"][idx], std)
     return mean + std * torch.randn(mean.shape, generator=g)
-
-
-# ----------------------------------------------------------------------------- shared embedders
-
-
-def _once_per_forward(emb) -> None:
-    """Memoise the shared embedder on its last call. All blocks of one forward pass it the same timestep
-    and label tensors, so it runs once per forward, like the reference DiT's c = t_emb + y_emb, and the
-    blocks' gradients meet in one conditioning vector. Tensor versions are part of the key, so an
-    in-place change of an input or a parameter (an optimizer step) forces a recomputation."""
-    forward, last = emb.forward, {}
-
-    def once(timestep, class_labels, hidden_dtype=None):
-        key = (timestep, class_labels, hidden_dtype, torch.is_grad_enabled(),
-               tuple(x._version for x in (timestep, class_labels, *emb.parameters())))
-        old = last.get("key")
-        if old is None or any(a is not b for a, b in zip(old[:3], key[:3])) or old[3:] != key[3:]:
-            last["key"], last["out"] = key, forward(timestep, class_labels, hidden_dtype=hidden_dtype)
-        return last["out"]
-
-    emb.forward = once  # an instance attribute: nn.Module.__call__ finds it before the class's forward
-
-
-def tie_embedders(model) -> None:
-    """Share block 0's conditioning embedder (timestep MLP + class table) with every block, as the
-    reference DiT's single t/y embedder, so DiffFit trains one set of its biases and one label table,
-    and evaluate it once per forward. Also zeroes LabelEmbedding's own dropout (``finetune`` drops each
-    sample's label once). Warns when the blocks' embedders differ: tying then changes the model."""
-    blocks = model.transformer_blocks
-    emb0 = blocks[0].norm1.emb
-    ref = emb0.state_dict()
-    if any(any(not torch.equal(v, ref[k]) for k, v in b.norm1.emb.state_dict().items()) for b in blocks[1:]):
-        warnings.warn("the blocks' timestep/class embedders differ; tying them to block 0's changes the model "
-                      "(a converted DiT checkpoint holds identical copies: pretrain with tie_embedders too)")
-    tie_class_embeddings(model)
-    for b in blocks[1:]:
-        b.norm1.emb = emb0
-    _once_per_forward(emb0)
-
-
-def untie_embedders(model) -> None:
-    """Give every block its own copy of block 0's embedder again (diffusers' layout), so
-    ``save_pretrained`` sees no shared tensors; the function is unchanged."""
-    blocks = model.transformer_blocks
-    blocks[0].norm1.emb.__dict__.pop("forward", None)  # drop the memo (before it is deep-copied)
-    for b in blocks[1:]:
-        if b.norm1.emb is blocks[0].norm1.emb:
-            b.norm1.emb = copy.deepcopy(blocks[0].norm1.emb)
 
 
 # Checkpoints (io.save_checkpoint / io.load_checkpoint): tensors in safetensors, the rest as JSON.
@@ -250,7 +138,7 @@ def _identity(cfg: FinetuneConfig, seed: int, labels: torch.Tensor, null_label: 
               dit, cache: LatentSource, class_order: list[int] | None) -> dict:
     """What a checkpoint must agree on to be resumed by this call (it keys the checkpoint folder):
     the configuration, the seed, the data (labels and latents) and the starting weights."""
-    conf = {k: v for k, v in asdict(cfg).items() if k not in _VOLATILE}
+    conf = {k: v for k, v in asdict(cfg).items() if k not in _VOLATILE and not (k == "evictions" and not v)}
     latents = "callable" if callable(cache) else tensor_digest(*(cache[k] for k in sorted(cache)))
     return {"config": conf, "seed": seed, "n": len(labels), "labels": tensor_digest(labels), "null": null_label,
             "trainable": names, "latents": latents, "weights": tensor_digest(*dit.state_dict().values()),
@@ -311,6 +199,7 @@ def finetune(
     opt = torch.optim.AdamW(list(params.values()), lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=True)
     ema = {k: p.detach().clone() for k, p in params.items()}
     ema_list, param_list = list(ema.values()), [p.detach() for p in params.values()]
+    ema_update = get_ema_multi_avg_fn(cfg.ema_decay)
     g = torch.Generator().manual_seed(_derive(seed, "step"))  # flips, posterior draws, t, noise, label dropout
     real = Memory(cfg.memory_size, cfg.real_evict, torch.Generator().manual_seed(_derive(seed, "real")))
     gen = Memory(cfg.memory_size, cfg.gen_evict, torch.Generator().manual_seed(_derive(seed, "gen")))
@@ -367,7 +256,7 @@ def finetune(
         opt.step()
         # EMA of the trainable set only: frozen parameters never change, so their EMA is themselves.
         # lerp = ema + w (p - ema): exact where p == ema (e.g. class rows that never get a gradient).
-        torch._foreach_lerp_(ema_list, param_list, 1 - cfg.ema_decay)
+        ema_update(ema_list, param_list, None)  # torch's EMA: foreach lerp, ema + (1 - decay) (p - ema)
         real.update(z0, y)  # after this step's loss, as the method prescribes
         gen.update(z0_hat.detach(), y)
 

@@ -19,21 +19,80 @@ rebuilding the n x n matrix per pop as ``evict_bruteforce`` (the reference) does
 
 from __future__ import annotations
 
+import importlib
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 
-STRATEGIES = ("fifo", "max", "min", "random")
 EPS = 1e-8  # as losses.cosine_matrix: a zero latent has similarity 0 with everything
 # Sums closer than this count as tied. Mathematically equal sums (duplicate latents, symmetric
 # configurations) pick up float64 rounding in a different order incrementally and by brute force;
 # the tolerance makes both break such ties to the lowest index. Bookkeeping error is ~1e-14.
 TIE_TOL = 1e-9
 
+# ----------------------------------------------------------------------------- eviction rules
+
+# An eviction rule picks the element to pop: rule(sums (n,) float64 eq. (7) degrees in insertion
+# order, generator) -> index in 0..n-1. It is called once per pop; the sums are recomputed between
+# pops. A rule of your own is one function in your own module, named in params.yaml
+# (``evictions: {mine: "mypkg.rules:evict"}``, README "Extending").
+EvictionRule = Callable[[torch.Tensor, "torch.Generator | None"], int]
+
+
+def _lowest_tied(sums: torch.Tensor, tied: torch.Tensor) -> int:
+    if not tied.any():  # nan sums compare false everywhere
+        raise ValueError("similarity sums are not finite: nan/inf latents reached the memory")
+    return int(tied.nonzero()[0])
+
+
+def evict_fifo(sums: torch.Tensor, generator: torch.Generator | None) -> int:
+    """The Minimax baseline: the oldest element."""
+    return 0
+
+
+def evict_max(sums: torch.Tensor, generator: torch.Generator | None) -> int:
+    """Eq. (8), "Ours": the most redundant element (largest similarity degree)."""
+    return _lowest_tied(sums, sums >= sums.max() - TIE_TOL)
+
+
+def evict_min(sums: torch.Tensor, generator: torch.Generator | None) -> int:
+    """Table 3's ablation: the least redundant element."""
+    return _lowest_tied(sums, sums <= sums.min() + TIE_TOL)
+
+
+def evict_random(sums: torch.Tensor, generator: torch.Generator | None) -> int:
+    """A uniformly random element. Drawn on the generator's device (CPU by default), so the sequence
+    of pops does not depend on where the latents live; generator=None uses torch's global RNG."""
+    device = "cpu" if generator is None else generator.device
+    return int(torch.randint(sums.shape[0], (1,), generator=generator, device=device))
+
+
+EVICTIONS: dict[str, EvictionRule] = {"fifo": evict_fifo, "max": evict_max, "min": evict_min, "random": evict_random}
+STRATEGIES = tuple(EVICTIONS)  # the built-in rules
+
+
+def register_eviction(name: str, rule: EvictionRule) -> None:
+    """Add an eviction rule under ``name`` (the same rule again is a no-op; another is refused)."""
+    if not callable(rule):
+        raise TypeError(f"eviction rule {name!r}: {rule!r} is not callable")
+    if EVICTIONS.get(name, rule) is not rule:
+        raise ValueError(f"eviction rule {name!r} is taken by {EVICTIONS[name].__module__}.{EVICTIONS[name].__name__}")
+    EVICTIONS[name] = rule
+
+
+def load_evictions(spec: dict[str, str]) -> None:
+    """Import and register each ``{name: "module:function"}`` rule (params.yaml's ``evictions``)."""
+    for name, target in spec.items():
+        module, _, attr = target.partition(":")
+        if not module or not attr:
+            raise ValueError(f"{name}: {target!r} is not of the form 'module:function'")
+        register_eviction(name, getattr(importlib.import_module(module), attr))
+
 
 def _check_strategy(strategy: str) -> None:
-    if strategy not in STRATEGIES:
-        raise ValueError(f"unknown eviction strategy {strategy!r}; allowed: {', '.join(STRATEGIES)}")
+    if strategy not in EVICTIONS:
+        raise ValueError(f"unknown eviction strategy {strategy!r}; allowed: {', '.join(EVICTIONS)}")
 
 
 def _unit_rows(latents: torch.Tensor) -> torch.Tensor:
@@ -43,19 +102,10 @@ def _unit_rows(latents: torch.Tensor) -> torch.Tensor:
 
 def _pick(strategy: str, sums: torch.Tensor, generator: torch.Generator | None) -> int:
     """Index (insertion order among current elements) of the element to pop; sums (n,) are s_j."""
-    n = sums.shape[0]
-    if strategy == "fifo":
-        return 0
-    if strategy == "random":
-        # Drawn on the generator's device (CPU by default), so the sequence of pops does not
-        # depend on where the latents live. generator=None uses torch's global RNG.
-        device = "cpu" if generator is None else generator.device
-        return int(torch.randint(n, (1,), generator=generator, device=device))
-    best = sums.max() - TIE_TOL if strategy == "max" else sums.min() + TIE_TOL
-    tied = (sums >= best if strategy == "max" else sums <= best).nonzero()
-    if tied.numel() == 0:  # nan sums compare false everywhere
-        raise ValueError("similarity sums are not finite: nan/inf latents reached the memory")
-    return int(tied[0])
+    j = int(EVICTIONS[strategy](sums, generator))
+    if not 0 <= j < sums.shape[0]:
+        raise ValueError(f"eviction rule {strategy!r} returned index {j} for {sums.shape[0]} elements")
+    return j
 
 
 def evict_bruteforce(

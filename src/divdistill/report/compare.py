@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import html
 
-from ..experiment.config import GENERATIVE_METHODS
 from .stats import ALPHA, POWER, pair_up, paired
 
 HEADLINE = (("ours", "minimax"), ("ours", "dit"), ("minimax", "dit"), ("ours-paper-code", "ours"))
@@ -24,7 +23,7 @@ def pairs_of(methods) -> list[tuple[str, str]]:
     have = set(methods)
     out = [(a, b) for a, b in HEADLINE if a in have and b in have]
     if "random" in have:
-        out += [(g, "random") for g in GENERATIVE_METHODS if g in have and (g, "random") not in out]
+        out += [(g, "random") for g in methods.names("generative") if g in have and (g, "random") not in out]
     return out
 
 

@@ -16,9 +16,11 @@ matplotlib.use("Agg")  # files only: no display on build machines
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
-from ..experiment.config import sweep_points  # noqa: E402
+from ..experiment.grid import sweep_points  # noqa: E402
 from ..io import atomic_path  # noqa: E402
 
+# savefig metadata: PDFs without a creation date, so a re-render of the same numbers is the same file
+NO_DATE = {"png": None, "pdf": {"CreationDate": None}}
 AXIS_LABELS = {
     "lambda_real": r"$\lambda_r$ (weight of $L_r$)",
     "lambda_gen": r"$\lambda_g$ (weight of $L_g$)",
@@ -70,7 +72,7 @@ def figure4(cfg: dict, agg: dict, out_png, out_pdf) -> dict:
     for path, fmt in ((out_png, "png"), (out_pdf, "pdf")):
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(path) as tmp:
-            fig.savefig(tmp, format=fmt, dpi=150)
+            fig.savefig(tmp, format=fmt, dpi=150, metadata=NO_DATE[fmt])
     plt.close(fig)
     return series
 
@@ -115,6 +117,6 @@ def figure1(real: torch.Tensor, real_labels: torch.Tensor, sets: dict[str, tuple
     fig.tight_layout()
     for path, fmt in ((out_png, "png"), (out_pdf, "pdf")):
         with atomic_path(path) as tmp:
-            fig.savefig(tmp, format=fmt, dpi=150)
+            fig.savefig(tmp, format=fmt, dpi=150, metadata=NO_DATE[fmt])
     plt.close(fig)
     return stats

@@ -30,11 +30,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .compare import _p
-from ..experiment.config import FINETUNED_METHODS, study_points
+from ..evaluate.nets import net_label
+from ..experiment import methods
+from ..experiment.grid import study_points
 from ..io import atomic_path, read_json, write_json, write_text
+from .compare import _p
 from .stats import pair_up, paired
-from .tables import METHOD_LABELS, MODEL_LABELS
 
 # measure -> (label, scale to the printed unit); accuracy in points, the shares in percent
 MEASURES = {
@@ -68,7 +69,7 @@ def collect(results: list, diversity: list) -> dict:
 
 def _label(p: dict) -> str:
     steps = "" if p["max_steps"] is None else f", {p['max_steps']} steps"
-    return f"{METHOD_LABELS[p['method']]}{steps}, guidance {p['guidance']:g}"
+    return f"{methods.label(p['method'])}{steps}, guidance {p['guidance']:g}"
 
 
 def contrasts(cfg: dict) -> list[tuple[str, dict, dict]]:
@@ -77,7 +78,7 @@ def contrasts(cfg: dict) -> list[tuple[str, dict, dict]]:
     at = {(p["method"], p["max_steps"], p["guidance"]): p for p in pts}
     lengths, scales = sorted(st["max_steps"]), sorted(float(g) for g in st["guidance"])
     g0 = float(cfg["sample"]["guidance"]) if float(cfg["sample"]["guidance"]) in scales else scales[-1]
-    tuned = [m for m in st["methods"] if m in FINETUNED_METHODS]
+    tuned = [m for m in st["methods"] if methods.get(m).finetuned]
     out = []
 
     def add(kind, a, b):
@@ -94,7 +95,7 @@ def contrasts(cfg: dict) -> list[tuple[str, dict, dict]]:
         for m in tuned:
             add("length", (m, lengths[-1], g0), (m, lengths[0], g0))
     for m in st["methods"]:
-        L = lengths[-1] if m in FINETUNED_METHODS else None
+        L = lengths[-1] if methods.get(m).finetuned else None
         for hi, lo in zip(scales[::-1], scales[-2::-1]):
             add("guidance", (m, L, hi), (m, L, lo))
     return out
@@ -163,7 +164,7 @@ def _explanation(cfg: dict) -> list[str]:
     st = cfg["study"]
     n_ds = len(st["distill_seeds"])
     return [
-        f"Mechanism study on {st['dataset']} with {MODEL_LABELS[st['model']]}, {len(cfg['seeds'])} evaluation "
+        f"Mechanism study on {st['dataset']} with {net_label(st['model'])}, {len(cfg['seeds'])} evaluation "
         f"seeds x {n_ds} fine-tuning (distillation) seeds per fine-tuned point (DiT: {len(cfg['seeds'])} runs). "
         "Accuracy: final-epoch top-1 test accuracy. k-NN precision / recall / density / coverage (Naeem et al. "
         "2020, k = 5) of the distilled set against every real training image in the feature ConvNet's "
@@ -215,6 +216,8 @@ def figure(cfg: dict, res: dict, out_png, out_pdf) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from .figures import NO_DATE
+
     st = cfg["study"]
     ipcs = [str(i) for i in cfg["ipc"]]
     longest = max(st["max_steps"])
@@ -233,7 +236,7 @@ def figure(cfg: dict, res: dict, out_png, out_pdf) -> None:
                 es = [e for e in sorted(es, key=lambda e: e["guidance"]) if e[k] is not None]
                 if not es:
                     continue
-                label = METHOD_LABELS[m] + ("" if steps is None else f", {steps} steps")
+                label = methods.label(m) + ("" if steps is None else f", {steps} steps")
                 nudge = (i - (len(series) - 1) / 2) * step
                 ax.errorbar([e["guidance"] + nudge for e in es], [e[k]["mean"] for e in es],
                             yerr=[e[k]["std"] or 0 for e in es], marker="o", capsize=2, color=colors[m],
@@ -248,7 +251,7 @@ def figure(cfg: dict, res: dict, out_png, out_pdf) -> None:
     fig.tight_layout(rect=(0, 0.13, 1, 1))
     for path, fmt in ((out_png, "png"), (out_pdf, "pdf")):
         with atomic_path(path) as tmp:
-            fig.savefig(tmp, format=fmt, dpi=130)
+            fig.savefig(tmp, format=fmt, dpi=130, metadata=NO_DATE[fmt])
     plt.close(fig)
 
 

@@ -1,0 +1,194 @@
+"""The experiment grid: every job's cell, enumerated once, and every path template, spelled once.
+
+The Snakefile's rules and the Python code (tables, study, cost model) import both from here.
+Templates use Snakemake's wildcard syntax, which is also ``str.format``'s:
+
+    EVAL.format(dataset="fashion-hard", method="ours", ipc="10", model="convnet", distill_seed=0, seed=3)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from . import methods
+from .methods import FULL_IPC
+from .names import SWEEP_KEYS, base_method, variant_name
+
+
+class ConfigError(ValueError):
+    """params.yaml is at fault; the message names the key."""
+
+
+# ----------------------------------------------------------------------------- paths
+
+DATA = "results/data/{dataset}"  # prepare: meta.json, train/test.safetensors
+META = DATA + "/meta.json"
+FEATURES = "results/features/{dataset}"  # the feature ConvNet (K-Center, Herding, PRDC's embedding)
+LATENTS = "results/latents/{dataset}.safetensors"  # VAE posterior of every training image and its flip
+FINETUNED = "results/finetuned/{dataset}/{method}/distill{distill_seed}"
+# outside the output: Snakemake deletes a failed job's output, a checkpoint must survive
+FINETUNE_CHECKPOINTS = "results/checkpoints/finetune/{dataset}/{method}/distill{distill_seed}"
+DISTILLED = "results/distilled/{dataset}/{method}/distill{distill_seed}-seed{seed}.safetensors"
+DISTILLED_PER_IPC = "results/distilled/{dataset}/{method}/ipc{ipc}/distill{distill_seed}-seed{seed}.safetensors"
+SAMPLE_GRID = "results/figures/samples/{dataset}-{method}-distill{distill_seed}.png"
+EVAL = "results/eval/{dataset}/{method}/ipc{ipc}/{model}/distill{distill_seed}-seed{seed}.json"
+DIVERSITY = "results/diversity/{dataset}/{method}/distill{distill_seed}-seed{seed}.json"
+PARENTS = "results/parents.json"  # the MLflow run of every table cell (tracking/parents.py)
+HISTORY = "results/history"  # io.keep: every finished output, hard-linked by MLflow run id
+
+TABLE = "reports/tables/{table}.{ext}"
+COMPARISONS = "reports/tables/comparisons.{ext}"
+DIVERSITY_TABLE = "reports/tables/diversity.md"
+METRICS = "reports/metrics.json"
+CURVES = "reports/plots/curves"
+SWEEP_PLOTS = "reports/plots/sweeps"  # Figure 4's points, for DVC
+FIGURES = "reports/figures"
+STUDY = "reports/study"
+TABLE_EXTS = ("md", "tex", "html")
+
+
+def distilled(dataset: str, method: str, distill_seed: int, seed: int, ipc=None) -> str:
+    """A distilled set's file; a synthesis method (DM) has one per IPC."""
+    kw = dict(dataset=dataset, method=method, distill_seed=distill_seed, seed=seed)
+    per_ipc = methods.get(base_method(method)).kind == "synthesis"
+    return DISTILLED_PER_IPC.format(ipc=ipc, **kw) if per_ipc else DISTILLED.format(**kw)
+
+
+def _finetuned(method: str) -> bool:
+    return methods.get(base_method(method)).finetuned
+
+
+# ----------------------------------------------------------------------------- cells
+
+@dataclass(frozen=True)
+class Cell:
+    """One evaluation job: a grid cell of params.yaml."""
+
+    dataset: str
+    method: str
+    ipc: str  # "10", "20", ... or FULL_IPC
+    model: str
+    distill_seed: int  # the fine-tuning's seed; 0 for methods that fine-tune nothing
+    seed: int
+
+    @property
+    def path(self) -> str:
+        return EVAL.format(**vars(self))
+
+
+def ipcs_for(cfg: dict, method: str) -> list[str]:
+    return [FULL_IPC] if method == "full" else [str(i) for i in cfg["ipc"]]
+
+
+def seeds_for(cfg: dict, method: str) -> list[int]:
+    """The evaluation seeds of a method: all of ``seeds``, but for Full (an upper bound, compared with
+    nothing) only the first ``evaluate.seeds_full`` of them when that is set."""
+    n = cfg.get("evaluate", {}).get("seeds_full") if method == "full" else None
+    return list(cfg["seeds"]) if n is None else list(cfg["seeds"])[:n]
+
+
+def distill_seeds_for(cfg: dict, method: str) -> list[int]:
+    return list(cfg["distill_seeds"]) if _finetuned(method) else [0]
+
+
+def sweep_points(cfg: dict) -> list[tuple[str, object, str]]:
+    """(key, value, method name) of every Figure 4 point; the point at the finetune value is the
+    base method itself (its Table 1 runs are reused)."""
+    sw = cfg.get("sweeps")
+    if not sw:
+        return []
+    points = []
+    for key in SWEEP_KEYS:
+        for value in sw.get(key, []):
+            same = value == cfg["finetune"][key]
+            points.append((key, value, sw["method"] if same else variant_name(sw["method"], key, value)))
+    return points
+
+
+def sweep_cells(cfg: dict) -> list[Cell]:
+    sw = cfg.get("sweeps")
+    if not sw:
+        return []
+    return [Cell(sw["dataset"], m, str(ipc), sw["model"], ds, seed)
+            for _, _, m in sweep_points(cfg) for ipc in cfg["ipc"]
+            for ds in distill_seeds_for(cfg, m) for seed in seeds_for(cfg, m)]
+
+
+def study_points(cfg: dict) -> list[dict]:
+    """Every point of the study grid: {"method", "max_steps", "guidance", "name"} in the study's
+    method order, then length, then guidance. max_steps is None for DiT (nothing is fine-tuned);
+    a value equal to params.yaml's keeps the base name, so the demo's runs are shared."""
+    st = cfg.get("study")
+    if not st:
+        return []
+    points = []
+    for m in st["methods"]:
+        tuned = methods.get(m).finetuned
+        for steps in st["max_steps"] if tuned else [None]:
+            for g in st["guidance"]:
+                over = {}
+                if steps is not None and steps != cfg["finetune"].get("max_steps"):
+                    over["max_steps"] = steps
+                if float(g) != float(cfg["sample"]["guidance"]):
+                    over["guidance"] = g
+                points.append({"method": m, "max_steps": steps, "guidance": float(g),
+                               "name": variant_name(m, **over)})
+    return points
+
+
+def study_distill_seeds(cfg: dict, method: str) -> list[int]:
+    return list(cfg["study"]["distill_seeds"]) if _finetuned(method) else [0]
+
+
+def study_cells(cfg: dict) -> list[Cell]:
+    """Every evaluation of the study: each point at every ipc, distillation seed and seed."""
+    st = cfg.get("study")
+    if not st:
+        return []
+    return [Cell(st["dataset"], p["name"], str(ipc), st["model"], ds, seed)
+            for p in study_points(cfg) for ipc in cfg["ipc"]
+            for ds in study_distill_seeds(cfg, p["name"]) for seed in cfg["seeds"]]
+
+
+def table_cells(cfg: dict, table: str) -> list[Cell]:
+    t = cfg["tables"][table]
+    return [Cell(d, m, ipc, model, ds, seed)
+            for d in t["datasets"] for m in t["methods"] for ipc in ipcs_for(cfg, m)
+            for model in t["models"] for ds in distill_seeds_for(cfg, m) for seed in seeds_for(cfg, m)]
+
+
+def cells(cfg: dict) -> list[Cell]:
+    """Every evaluation job of the config, each once: table order, then the sweeps."""
+    seen = {}
+    for table in cfg["tables"]:
+        for c in table_cells(cfg, table):
+            seen.setdefault(c, None)
+    for c in sweep_cells(cfg):
+        seen.setdefault(c, None)
+    return list(seen)
+
+
+def datasets_used(cfg: dict) -> list[str]:
+    used = {d for t in cfg["tables"].values() for d in t["datasets"]}
+    for extra in ("sweeps", "study"):
+        if cfg.get(extra):
+            used.add(cfg[extra]["dataset"])
+    return sorted(used)
+
+
+def epochs_for(cfg: dict, ipc: str) -> int:
+    ev = cfg["evaluate"]
+    if ipc == FULL_IPC:
+        return ev["epochs_full"]
+    for rule in ev["epochs"]:  # sorted by max_ipc: the first rule that covers the IPC
+        if int(ipc) <= rule["max_ipc"]:
+            return rule["epochs"]
+    raise ConfigError(f"evaluate.epochs: no entry covers IPC {ipc}")
+
+
+def datasets_prepared(cfg: dict) -> list[str]:
+    """Every dataset a job reads: the tables' and, for the demo, the pretraining set."""
+    used = set(datasets_used(cfg))
+    if cfg["generator"]["pretrain"]:
+        used.add(cfg["pretrain"]["dataset"])
+    return sorted(used)

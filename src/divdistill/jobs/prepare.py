@@ -1,0 +1,24 @@
+"""divdistill prepare: one dataset's train/test split as safetensors (data/datasets.py)."""
+
+from __future__ import annotations
+
+from .common import REQ, THREADS, TRACKING, imported, json_arg
+
+ARGS = ((["--dataset"], REQ), (["--params"], {**REQ, "help": "JSON: experiment/config.py prepare_args"}),
+        (["--out"], REQ), THREADS, TRACKING)
+
+
+def run(args) -> None:
+    from ..data.datasets import get_spec, prepare
+    from ..tracking.runs import start_run
+
+    imported()
+    p = json_arg(args.params)
+    params = {"dataset": args.dataset, **p}
+    if get_spec(args.dataset).source == "imagenet":
+        p["workers"] = args.threads  # decoding threads
+    with start_run(json_arg(args.tracking), "prepare", args.dataset, params) as run:
+        meta = prepare(args.dataset, out=args.out, **p)
+        run.log_metrics({"num_classes": len(meta["class_names"])})
+        if meta.get("test_split"):
+            run.set_tag("test_split", meta["test_split"])
