@@ -86,10 +86,13 @@ def test_variants_chain_keys_in_one_order_with_one_spelling_per_value():
     # a sample key samples the same fine-tuned model; a finetune key makes a model of its own
     assert names.finetuned_name("ours-max_steps-5000-guidance-2") == "ours-max_steps-5000"
     assert names.finetuned_name("minimax-guidance-1") == "minimax"
-    ft, sample = {"max_steps": 300, "lambda_gen": 0.008}, {"guidance": 4.0, "steps": 50}
-    assert names.finetune_settings(ft, "ours-max_steps-5000-guidance-2") == {"max_steps": 5000, "lambda_gen": 0.008}
-    assert names.sample_settings(sample, "ours-max_steps-5000-guidance-2") == {"guidance": 2.0, "steps": 50}
-    assert names.finetune_settings(ft, "difffit-guidance-1") == {"max_steps": 300, "lambda_gen": 0.0, "lambda_real": 0.0}
+    cfg = {"finetune": {"max_steps": 300, "lambda_gen": 0.008, "threads": 2},
+           "sample": {"guidance": 4.0, "steps": 50, "threads": 2}}  # threads: a job's resources, not its settings
+    assert names.finetune_settings(cfg, "ours-max_steps-5000-guidance-2") == {
+        "max_steps": 5000, "lambda_gen": 0.008, "real_evict": "max", "gen_evict": "max"}
+    assert names.sample_settings(cfg, "ours-max_steps-5000-guidance-2") == {"guidance": 2.0, "steps": 50}
+    assert names.finetune_settings(cfg, "difffit-guidance-1") == {
+        "max_steps": 300, "lambda_gen": 0.0, "lambda_real": 0.0, "real_evict": "fifo", "gen_evict": "fifo"}
     finetuned, sampled = re.compile(names.finetuned_method_pattern()), re.compile(names.generative_method_pattern())
     assert finetuned.fullmatch("ours-max_steps-5000") and not finetuned.fullmatch("ours-guidance-2")
     assert sampled.fullmatch("ours-max_steps-5000-guidance-2") and sampled.fullmatch("dit-guidance-1")

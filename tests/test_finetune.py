@@ -11,6 +11,7 @@ import pytest
 import torch
 from diffusers import AutoencoderKL, DDPMScheduler, DiTTransformer2DModel
 
+import divdistill.generator.latents as latents_mod
 import divdistill.method.finetune as ft
 from divdistill.experiment import methods
 from divdistill.experiment.names import finetune_settings
@@ -97,7 +98,7 @@ def test_cache_matches_direct_encode(setup, tmp_path, monkeypatch):
 
     path = tmp_path / "latents.safetensors"
     first = latent_cache(s.vae, s.images, path)
-    monkeypatch.setattr(ft, "encode_posterior", lambda *a, **k: pytest.fail("re-encoded a cached set"))
+    monkeypatch.setattr(latents_mod, "encode_posterior", lambda *a, **k: pytest.fail("re-encoded a cached set"))
     again = latent_cache(s.vae, s.images, path)
     assert all(torch.equal(first[k], again[k]) for k in first)
     monkeypatch.undo()
@@ -185,8 +186,8 @@ def test_no_memory_control_is_difffit_alone_bit_for_bit(setup, monkeypatch):
     diffusion loss alone and the model equals DiffFit fine-tuning with the memory terms removed."""
     from divdistill.experiment.names import finetune_settings
 
-    control = finetune_settings({}, "difffit")
-    assert control == {"lambda_real": 0.0, "lambda_gen": 0.0}
+    control = finetune_settings({"finetune": {}}, "difffit")
+    assert control == {"lambda_real": 0.0, "lambda_gen": 0.0, "real_evict": "fifo", "gen_evict": "fifo"}
     logs = []
     with_terms, _ = run(setup, **control, on_step=logs.append)
     assert logs[-1]["loss_real"] > 0 and logs[-1]["loss_gen"] > 0  # the terms were computed, weighted by 0

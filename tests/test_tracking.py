@@ -48,8 +48,12 @@ def test_uninitialised_database_is_a_clear_error(cfg):
             pass
 
 
-def test_render_files_one_parent_run_per_table_cell_and_nests_the_seed_runs(cfg, tmp_path):
-    """Two cells of two seed runs each, rendered twice: one parent per cell, reused and updated."""
+def test_parents_job_files_one_parent_run_per_table_cell_and_nests_the_seed_runs(cfg, tmp_path):
+    """Two cells of two seed runs each, the parents job run twice: one parent per cell, reused and
+    updated; rendering writes nothing to MLflow and links each HTML cell to its parent."""
+    import json
+
+    from divdistill import cli
     from divdistill.io import read_json, write_json
     from divdistill.report.render import render_all
     from divdistill.tracking.parents import PARENT_TAG
@@ -70,12 +74,17 @@ def test_render_files_one_parent_run_per_table_cell_and_nests_the_seed_runs(cfg,
                                    "curve": []})
             seed_runs[run.run_id] = method
 
-    def render():
-        render_all(spec, [str(p) for p in paths], tmp_path / "tables", tmp_path / "metrics.json",
-                   tmp_path / "curves", tracking=cfg)
-
     client = MlflowClient(cfg["tracking_uri"])
     exp_id = ids[experiment_name("t", "evaluate")]
+
+    def render():
+        out = tmp_path / "parents.json"
+        cli.main(["parents", "--spec", json.dumps(spec), "--results", *map(str, paths), "--out", str(out),
+                  "--tracking", json.dumps(cfg)])
+        before = len(client.search_runs([exp_id]))
+        render_all(spec, [str(p) for p in paths], tmp_path / "tables", tmp_path / "metrics.json",
+                   tmp_path / "curves", parents=read_json(out))
+        assert len(client.search_runs([exp_id])) == before  # the render itself files nothing
 
     def parents():
         runs = client.search_runs([exp_id], filter_string=f"tags.`{PARENT_TAG}` = '1'")

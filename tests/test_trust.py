@@ -71,7 +71,10 @@ def project(tmp_path_factory):
     run(["dvc", "config", "core.analytics", "false"], project)
     run(["dvc", "repro"], project)
     git(project, "add", "-A")
-    git(project, "commit", "-qm", "first results")
+    git(project, "commit", "-qm", "first results")  # dvc.lock; reports/ and results/ are the DAG's, ignored
+    assert not git(project, "ls-files", "reports", "results").stdout
+    first = project.parent / f"{project.name}-first-table1.md"  # outside the repository: dvc exp runs there
+    first.write_text((project / "reports" / "tables" / "table1.md").read_text())
     return project
 
 
@@ -102,8 +105,8 @@ def test_dvc_experiment_on_a_finetuning_value_reruns_and_keeps_the_old_result(pr
     assert new_model["params"]["lambda_gen"] == 0.5 and old_model["params"]["lambda_gen"] == 0.008
     # the table moved and nothing failed (at this size the final-epoch figure may tie by chance,
     # so the whole rendered table is compared: it holds the best-over-training figure too)
-    committed = git(project, "show", "HEAD:reports/tables/table1.md").stdout
-    assert (project / "reports" / "tables" / "table1.md").read_text() != committed
+    first = (project.parent / f"{project.name}-first-table1.md").read_text()
+    assert (project / "reports" / "tables" / "table1.md").read_text() != first
     run(["dvc", "metrics", "diff", "--json"], project)
     # the replaced results, kept under results/history by their MLflow run id
     kept = project / "results" / "history" / "eval" / "fashion-hard" / "ours" / "ipc2" / "convnet"

@@ -13,14 +13,15 @@ from __future__ import annotations
 
 import html
 
+from ..experiment import methods
 from .stats import ALPHA, POWER, pair_up, paired
 
 HEADLINE = (("ours", "minimax"), ("ours", "dit"), ("minimax", "dit"), ("ours-paper-code", "ours"))
 
 
-def pairs_of(methods) -> list[tuple[str, str]]:
-    """The comparisons a table with ``methods`` supports, headline ones first."""
-    have = set(methods)
+def pairs_of(table_methods) -> list[tuple[str, str]]:
+    """The comparisons a table with ``table_methods`` supports, headline ones first."""
+    have = set(table_methods)
     out = [(a, b) for a, b in HEADLINE if a in have and b in have]
     if "random" in have:
         out += [(g, "random") for g in methods.names("generative") if g in have and (g, "random") not in out]
