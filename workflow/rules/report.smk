@@ -59,7 +59,7 @@ rule render:
     params:
         spec=REPORT_SPEC,
         grids=[f"{src}={dst}" for dst, src in GRIDS.items()],
-        tables=os.path.dirname(grid.TABLE),
+        tables=lambda wildcards, output: os.path.dirname(output.diversity),  # the tables folder
         sweep_plots=lambda wildcards: SWEEP_PLOTS_DIR,  # Figure 4's CSVs, also without sweeps (then unused)
     conda:
         "../envs/divdistill.yaml"
