@@ -3,7 +3,8 @@
 #              and refresh the committed snapshot docs/demo/ from reports/
 # make study — install (first use), then the mechanism study (config/study.yaml over params.yaml):
 #              tables and figure in reports/study/, its report page reports/study/report.html
-# make test  — install (first use), then run the test suite
+# make test  — install (first use), then run the test suite (all of it; the 15 slowest are listed)
+# make test-fast — the edit loop: no DAG runs, no Snakemake or DVC subprocesses (markers slow, workflow)
 # make ui    — MLflow UI on the runs, bound to 127.0.0.1
 PY      := python3.11
 VENV    := .venv
@@ -11,7 +12,7 @@ BIN     := $(VENV)/bin
 CORES   ?= $(shell nproc)
 FASHION := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 
-.PHONY: demo study test ui install lint clean-results
+.PHONY: demo study test test-fast ui install lint clean-results
 
 $(BIN)/activate:
 	$(PY) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -50,7 +51,10 @@ study: install $(FASHION)
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/snakemake $(STUDY) --report reports/study/report.html -- study
 
 test: install
-	PATH=$(abspath $(BIN)):$$PATH $(BIN)/pytest -q
+	PATH=$(abspath $(BIN)):$$PATH $(BIN)/pytest -q --durations=15
+
+test-fast: install
+	PATH=$(abspath $(BIN)):$$PATH $(BIN)/pytest -q -m "not slow and not workflow" --durations=10
 
 lint: install
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/snakemake --lint

@@ -326,7 +326,8 @@ def main():
         print("| rule | snakemake -n | this script | note |")
         print("|---|---:|---:|---|")
         notes = {"select": "this script counts only kcenter/herding (random selection uses no GPU)",
-                 "prepare": "CPU (image decoding), no GPU FLOPs", "render": "CPU", "figure1": "one PCA of cached latents (+ VAE-encoding 3 x 500 images), negligible", "all": "target"}
+                 "prepare": "CPU (image decoding), no GPU FLOPs", "parents": "CPU (MLflow)", "render": "CPU",
+                 "figure1": "one PCA of cached latents (+ VAE-encoding 3 x 500 images), negligible", "all": "target"}
         for rule, n in counts.items():
             if rule == "total":
                 continue

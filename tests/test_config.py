@@ -201,3 +201,22 @@ def test_unknown_pretraining_dataset_is_named():
     cfg["pretrain"]["dataset"] = "fashion-mnsit"
     with pytest.raises(grid.ConfigError, match="pretrain.dataset: unknown dataset 'fashion-mnsit'"):
         dd.check(cfg)
+
+
+def test_fine_tuning_defaults_are_the_paper_config():
+    """FinetuneConfig's defaults are the paper's hyper-parameters, the values config/paper.yaml runs
+    (jobs always pass every setting: experiment/names.py finetune_settings); plumbing keys aside."""
+    import dataclasses
+
+    from divdistill.method.finetune import FinetuneConfig
+
+    paper = {**dd.load(ROOT / "params.yaml")["finetune"], **dd.load(ROOT / "config" / "paper.yaml")["finetune"]}
+    plumbing = {"checkpoint_every", "threads", "log_every"}
+    checked = 0
+    for f in dataclasses.fields(FinetuneConfig):
+        if f.name in paper and f.name not in plumbing:
+            assert f.default == paper[f.name], f.name
+            checked += 1
+    assert checked >= 10
+    settings = names.finetune_settings(dd.load(ROOT / "params.yaml"), "ours")
+    assert set(settings) <= {f.name for f in dataclasses.fields(FinetuneConfig)}  # a job's settings, all parsed

@@ -102,6 +102,7 @@ def test_a_bad_rule_or_method_is_refused_before_any_job(extended):
         dd.check({**extended, "methods": clash})
 
 
+@pytest.mark.workflow
 def test_snakemake_plans_the_own_method_with_its_rule(extended, tmp_path):
     """The workflow, not just Python: a dry run of the smoke DAG with the overlay plans the method's
     fine-tuning with the rule's module in its parameters."""

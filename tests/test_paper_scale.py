@@ -19,6 +19,8 @@ from divdistill.experiment import grid, methods
 from .conftest import FASHION, ROOT, needs_fashion
 from .test_workflow import planned_jobs, run
 
+pytestmark = pytest.mark.workflow  # Snakemake in a subprocess: not in make test-fast
+
 
 def overlay(base: dict, over: dict) -> dict:
     """``over`` deep-merged onto ``base``, as Snakemake merges --configfile onto params.yaml (dicts merge,

@@ -18,6 +18,8 @@ from divdistill.experiment import grid, methods, names
 
 from .conftest import ROOT, copy_project, needs_fashion, project_env
 
+pytestmark = pytest.mark.workflow  # Snakemake in a subprocess: not in make test-fast
+
 
 def run(cmd, cwd, check=True, timeout=900):
     p = subprocess.run(cmd, cwd=cwd, env=project_env(), capture_output=True, text=True, timeout=timeout)
