@@ -161,12 +161,12 @@ def grid_jobs(cfg: dict, f: dict, n_train_pc: int, n_test_pc: int, mfu: dict) ->
         lambda d: [(len(seeds) * sa["steps"] * cfg_mult * max_ipc * ncls[d] * f["dit_fwd"], "bf16", "dit_sample"),
                    (len(seeds) * max_ipc * ncls[d] * f["vae_dec"], "tf32", "vae")])
     fe = cfg["baselines"]["features"]
-    feat_ds = {d: int(any(methods.get(m).features for m in by_dataset[d])) for d in datasets}
+    feat_ds = {d: int(any(methods.get(names.base_method(m)).features for m in by_dataset[d])) for d in datasets}
     # train_feature_net: epochs over N_train, then one final "test" pass over the training images
     add("features", feat_ds, lambda d: [((fe["epochs"] * f["feat_train"] + f["feat_fwd"]) * n_train[d],
                                          "tf32", "convnet")])
     # select (kcenter/herding): one job per method embeds the training images once for every seed
-    add("select (embed)", {d: len({m for m in by_dataset[d] if methods.get(m).features}) for d in datasets},
+    add("select (embed)", {d: len({m for m in by_dataset[d] if methods.get(names.base_method(m)).features}) for d in datasets},
         lambda d: [(n_train[d] * f["feat_fwd"], "tf32", "convnet")])
     dm = cfg["baselines"]["dm"]
     for ipc in cfg["ipc"]:
@@ -194,7 +194,7 @@ def grid_jobs(cfg: dict, f: dict, n_train_pc: int, n_test_pc: int, mfu: dict) ->
     t1 = cfg["tables"]["table1"]
     # one job per (dataset, method, distill seed) measures every seed's set
     add("diversity", {d: sum(len(grid.distill_seeds_for(cfg, m)) for m in t1["methods"]
-                             if methods.get(m).kind in ("selection", "generative")) if d in t1["datasets"] else 0
+                             if methods.get(names.base_method(m)).kind in ("selection", "generative")) if d in t1["datasets"] else 0
                       for d in datasets},
         lambda d: [(len(seeds) * sum(cfg["ipc"]) * ncls[d] * f["vae_enc"], "tf32", "vae"),
                    ((n_train[d] + len(seeds) * sum(cfg["ipc"]) * ncls[d]) * f["feat_fwd"], "tf32", "convnet")])

@@ -6,6 +6,7 @@ import copy
 import json
 import re
 import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -253,3 +254,10 @@ def test_paper_scale_dag_end_to_end_on_fake_imagenet(project, tmp_path_factory):
     assert failed == []
     default = client.get_experiment_by_name("Default")
     assert default is None or not client.search_runs([default.experiment_id])
+
+
+def test_the_cost_model_runs_on_the_paper_grid():
+    """benchmarks/cost.py reads the grid and the name table as the workflow does (a variant's base
+    method, Full's own rule): it must run through on config/paper.yaml."""
+    p = run([sys.executable, "benchmarks/cost.py", "--no-snakemake"], ROOT, timeout=300)
+    assert "Share of GPU-hours" in p.stdout and "| **total** |" in p.stdout
