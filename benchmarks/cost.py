@@ -35,15 +35,9 @@ from divdistill.data.datasets import DATASETS  # noqa: E402
 from divdistill.evaluate.nets import build_net  # noqa: E402
 from divdistill.experiment import config as dd  # noqa: E402
 from divdistill.experiment import grid, methods, names  # noqa: E402
+from divdistill.generator.architectures import DIT_XL_2_256 as DIT_XL2  # noqa: E402
+from divdistill.generator.architectures import SD_VAE  # noqa: E402
 
-# DiT-XL/2-256 as in facebook/DiT-XL-2-256's transformer/config.json (diffusers): the other keys
-# there (gelu-approximate, attention_bias, norm_elementwise_affine false, ...) are the defaults.
-DIT_XL2 = dict(num_attention_heads=16, attention_head_dim=72, in_channels=4, out_channels=8, num_layers=28,
-               patch_size=2, sample_size=32, num_embeds_ada_norm=1000, norm_type="ada_norm_zero")
-# SD VAE (sd-vae-ft-ema / sd-vae-ft-mse share the architecture)
-SD_VAE = dict(in_channels=3, out_channels=3, latent_channels=4, layers_per_block=2,
-              block_out_channels=(128, 256, 512, 512),
-              down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4)
 DIT_PAPER_GMACS = 118.6  # DiT paper, Table 4, DiT-XL/2 (256 px)
 
 PEAK = {"bf16": 989e12, "tf32": 495e12}  # H100 SXM 80 GB, dense (no sparsity)

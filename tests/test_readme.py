@@ -46,6 +46,6 @@ def test_the_readme_comparisons_are_the_snapshot():
     for dataset, comparison, delta, ci, p, mdd in rows:
         comparison, delta, ci = comparison.strip().replace("−", "-"), delta.strip().replace("−", "-"), ci.replace("−", "-")
         line = next(line for line in snap.splitlines()
-                    if line.startswith(f"| table") and f"| {dataset} | 10 | ConvNet | {comparison} |" in line)
+                    if line.startswith("| table") and f"| {dataset} | 10 | ConvNet | {comparison} |" in line)
         cells = [c.strip() for c in line.split("|")[1:-1]]
         assert (cells[6], cells[7], cells[9], cells[10]) == (delta, f"[{ci}]", p.strip(), mdd.strip()), line

@@ -14,7 +14,7 @@ def run(args) -> None:
     from ..generator.latents import latent_cache
     from ..generator.weights import load_vae
 
-    imported(args.threads)
+    imported(args.threads, mlflow=False)
     dev = resolve(args.device)
     meta = load_meta(args.data)
     vae = load_vae(args.vae, dev, role="vae_encode", channels=meta["channels"])

@@ -18,7 +18,7 @@ def run(args) -> None:
     from ..io import load_tensors, write_json
     from ..report.figures import figure1
 
-    imported(args.threads)
+    imported(args.threads, mlflow=False)
     dev = resolve(args.device)
     meta, train = load_meta(args.data), load_split(args.data, "train")
     vae = load_vae(args.vae, dev, role="vae_encode")

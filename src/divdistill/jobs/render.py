@@ -19,7 +19,7 @@ def run(args) -> None:
     from ..io import read_json
     from ..report.render import render_all
 
-    imported()
+    imported(mlflow=False)
     spec = json_arg(args.spec)
     methods.use(spec)
     render_all(spec, args.results, args.tables, args.metrics, args.plots, args.diversity,

@@ -12,7 +12,7 @@ def run(args) -> None:
     from ..experiment import methods
     from ..report.study import render
 
-    imported()
+    imported(mlflow=False)
     spec = json_arg(args.spec)
     methods.use(spec)
     render(spec, args.results, args.diversity, args.out)

@@ -134,6 +134,21 @@ def _memory_to(state: dict, device) -> dict:
 # ----------------------------------------------------------------------------- fine-tuning
 
 
+def step_loss(dit, scheduler, z0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor, y_in: torch.Tensor,
+              y: torch.Tensor, real: Memory, gen: Memory, cfg: FinetuneConfig, local_of: dict | None = None):
+    """One step's objective, eq. (6): (loss, L_diff, logs, z0_hat (B, C, h, w)).
+
+    z0 (B, C, h, w) clean latents, t (B,) timesteps, noise like z0, y_in (B,) the labels the DiT sees
+    (dropped to the null label for guidance training), y (B,) the true labels keying the memories."""
+    z_t = scheduler.add_noise(z0, noise, t)  # eq. (1)
+    with dit_autocast(z0.device):
+        out = dit(z_t, timestep=t, class_labels=y_in).sample.float()  # (B, 2C, h, w)
+    l_diff, d = diffusion_loss(out, z0, z_t, t, noise, scheduler)
+    z0_hat = predict_x0(z_t, out[:, :z0.shape[1]], t, scheduler.alphas_cumprod)  # (B, C, h, w), grads through eps
+    l_mem, m = memory_loss(z0_hat, y, real, gen, cfg.lambda_real, cfg.lambda_gen, cfg.memory_weighting, local_of)
+    return l_diff + l_mem, l_diff, {**d, **m}, z0_hat
+
+
 def _identity(cfg: FinetuneConfig, seed: int, labels: torch.Tensor, null_label: int, names: list[str],
               dit, cache: LatentSource, class_order: list[int] | None) -> dict:
     """What a checkpoint must agree on to be resumed by this call (it keys the checkpoint folder):
@@ -188,7 +203,6 @@ def finetune(
     if cfg.flip and not callable(cache) and "mean_flip" not in cache:
         raise ValueError("cfg.flip needs a cache made with flip=True")
     device = next(dit.parameters()).device
-    alphas_cumprod = scheduler.alphas_cumprod
     T = scheduler.config.num_train_timesteps
 
     tie_embedders(dit)
@@ -243,13 +257,8 @@ def finetune(
         noise = torch.randn(z0.shape, generator=g).to(device)  # (B, C, h, w)
         drop = (torch.rand(bs, generator=g) < cfg.label_dropout).to(device)  # (B,)
         y = labels_gen[idx].to(device)  # (B,) true labels: they key the memories
-        z_t = scheduler.add_noise(z0, noise, t)  # eq. (1)
-        with dit_autocast(device):
-            out = dit(z_t, timestep=t, class_labels=torch.where(drop, null_label, y)).sample.float()  # (B, 2C, h, w)
-        l_diff, d = diffusion_loss(out, z0, z_t, t, noise, scheduler)
-        z0_hat = predict_x0(z_t, out[:, :z0.shape[1]], t, alphas_cumprod)  # (B, C, h, w), grads through eps
-        l_mem, m = memory_loss(z0_hat, y, real, gen, cfg.lambda_real, cfg.lambda_gen, cfg.memory_weighting, local_of)
-        loss = l_diff + l_mem  # eq. (6)
+        loss, l_diff, logs, z0_hat = step_loss(dit, scheduler, z0, t, noise, torch.where(drop, null_label, y), y,
+                                               real, gen, cfg, local_of)
         require_finite(loss, step)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -261,7 +270,7 @@ def finetune(
         gen.update(z0_hat.detach(), y)
 
         done = step + 1
-        last = {"step": done, "epoch": epoch, "loss": loss.item(), "loss_diff": l_diff.item(), **d, **m}
+        last = {"step": done, "epoch": epoch, "loss": loss.item(), "loss_diff": l_diff.item(), **logs}
         if done % cfg.log_every == 0 or done == total:
             last |= {"sim_real": real.mean_pairwise_similarity(), "sim_gen": gen.mean_pairwise_similarity()}
         due = done == total or (cfg.checkpoint_every and done % cfg.checkpoint_every == 0)
