@@ -5,9 +5,13 @@
 #   benchmarks/gpu.sh                 # full length: 50 fine-tuning steps, 16 images x 50 sampling steps, 20 batches
 #   benchmarks/gpu.sh --short         # one step of each (also on the CPU, in fp32: what the tests run)
 #   benchmarks/gpu.sh --json out.json # and the numbers as JSON (any other flag goes to fullsize.py too)
+# Python: $PYTHON, else the repository's .venv (make install), else python3.
 set -euo pipefail
 here=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd)
-python=${PYTHON:-python}
+root=$(dirname -- "$here")
+default_python=python3
+[ -x "$root/.venv/bin/python" ] && default_python="$root/.venv/bin/python"  # make install's environment
+python=${PYTHON:-$default_python}
 if "$python" -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)'; then
     device=(--device cuda --precision bf16)
 else
