@@ -49,3 +49,28 @@ def test_the_readme_comparisons_are_the_snapshot():
                     if line.startswith("| table") and f"| {dataset} | 10 | ConvNet | {comparison} |" in line)
         cells = [c.strip() for c in line.split("|")[1:-1]]
         assert (cells[6], cells[7], cells[9], cells[10]) == (delta, f"[{ci}]", p.strip(), mdd.strip()), line
+
+
+def test_the_snapshot_script_copies_what_a_reader_can_use_and_replaces_the_snapshot_whole(tmp_path):
+    """make demo's last step (workflow/scripts/snapshot.sh): tables, metrics, CSVs and figures are copied;
+    the HTML (links into the run's own mlflow.db) and the study's folder are not; a file the new run did
+    not make (a screenshot without chromium) does not survive from the old snapshot."""
+    import subprocess
+
+    reports, snap = tmp_path / "reports", tmp_path / "docs" / "demo"
+    for name in ("metrics.json", "tables/table1.md", "tables/table1.tex", "tables/table1.html", "report.html",
+                 "figures/figure1.png", "figures/figure1.pdf", "plots/curves/a.csv", "study/study.md"):
+        (reports / name).parent.mkdir(parents=True, exist_ok=True)
+        (reports / name).write_text(name)
+    (snap / "old").mkdir(parents=True)
+    (snap / "report.png").write_text("a screenshot of an older run")
+    script = ROOT / "workflow" / "scripts" / "snapshot.sh"
+    subprocess.run(["bash", str(script), str(reports), str(snap)], check=True, capture_output=True)
+    kept = sorted(p.relative_to(snap).as_posix() for p in snap.rglob("*") if p.is_file())
+    assert kept == ["figures/figure1.pdf", "figures/figure1.png", "metrics.json", "plots/curves/a.csv",
+                    "tables/table1.md", "tables/table1.tex"]
+    assert (snap / "tables" / "table1.md").read_text() == "tables/table1.md"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    p = subprocess.run(["bash", str(script), str(empty), str(snap)], capture_output=True, text=True)
+    assert p.returncode != 0 and "metrics.json missing" in p.stderr and (snap / "metrics.json").exists()
