@@ -141,10 +141,14 @@ def test_the_smoke_slice_through_slurm_equals_a_local_run_and_resumes_a_cancelle
     assert results(root) == results(local)
 
     client = MlflowClient(f"sqlite:///{root}/mlflow.db")
-    runs = [r for e in client.search_experiments() for r in client.search_runs([e.experiment_id], max_results=1000)]
-    status = {r.info.run_id: r.info.status for r in runs}
-    assert status and set(status.values()) <= {"FINISHED", "KILLED"}
-    assert sum(s == "FINISHED" for s in status.values()) >= len(rules) - 2
+    by_stage = {e.name.split("-")[-1]: [r.info.status for r in client.search_runs([e.experiment_id])]
+                for e in client.search_experiments() if e.name.startswith("divdistill-")}
+    for stage in ("prepare", "pretrain", "finetune", "sample", "select", "features", "diversity", "evaluate"):
+        assert "FINISHED" in by_stage[stage], (stage, by_stage)
+    status = [s for runs in by_stage.values() for s in runs]
+    # every run FINISHED; the cancelled fine-tuning's first run, if it had begun, ended KILLED (SIGTERM)
+    assert set(status) <= {"FINISHED", "KILLED"} and status.count("KILLED") <= 1, by_stage
+    assert by_stage["finetune"].count("FINISHED") == 1
 
 
 def test_a_failing_job_is_reported_and_its_run_ends_failed(cluster, on_slurm):

@@ -56,7 +56,8 @@ class Run:
 
 @contextmanager
 def start_run(cfg: dict, stage: str, run_name: str, params: dict, tags: dict | None = None):
-    """Run in the stage's experiment; ends FINISHED, or FAILED (KILLED on interrupt) and re-raises."""
+    """Run in the stage's experiment; ends FINISHED, or FAILED (KILLED when interrupted or terminated:
+    SIGINT, SIGTERM) and re-raises."""
     from mlflow.entities import Param
 
     client = _client(cfg["tracking_uri"])
@@ -81,6 +82,9 @@ def start_run(cfg: dict, stage: str, run_name: str, params: dict, tags: dict | N
         status = "FINISHED"
     except KeyboardInterrupt:
         status = "KILLED"
+        raise
+    except SystemExit as e:  # cli.main turns SIGTERM (Snakemake stopping a job, scancel, preemption) into 143
+        status = "KILLED" if e.code == 143 else "FAILED"
         raise
     finally:
         try:
