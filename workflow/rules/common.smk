@@ -91,6 +91,13 @@ def as_arg(obj):
     return json.dumps(obj, sort_keys=True)
 
 
+def report_spec(*keys):
+    """What a report job reads of params.yaml (a change elsewhere does not re-render), with params.yaml's
+    own methods and eviction rules only when it has some."""
+    keys = (*keys, "methods", "evictions")
+    return as_arg({k: config[k] for k in keys if k in config and (k not in ("methods", "evictions") or config[k])})
+
+
 def data_dir(wildcards):
     """A dataset's prepared folder (the prepare rule's outputs live in it)."""
     return DATA.format(dataset=wildcards.dataset)

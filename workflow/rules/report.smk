@@ -3,11 +3,8 @@ from divdistill.report.tables import TABLE_TITLES
 # Report labels of the sample grids (reports/figures/samples-<dataset>-<method>.png, FIGURES).
 SAMPLE_LABELS = {f"{grid.FIGURES}/samples-{d}-{m}.png": {"dataset": d, "method": m}
                  for d in grid.datasets_used(config) for m in methods.names("generative")}
-# What the report jobs read of params.yaml (a change elsewhere does not re-render); params.yaml's own
-# methods and eviction rules only when it has some.
-REPORT_SPEC = as_arg({k: config[k] for k in ("tables", "ipc", "seeds", "distill_seeds", "sweeps", "finetune",
-                                             "evaluate", "methods", "evictions") if k in config
-                      and (k not in ("methods", "evictions") or config[k])})
+
+REPORT_SPEC = report_spec("tables", "ipc", "seeds", "distill_seeds", "sweeps", "finetune", "evaluate")
 
 
 rule parents:
@@ -91,8 +88,7 @@ if STUDY_CELLS:
                        labels={"item": "Mechanism study: accuracy and coverage against guidance"}),
             pdf=f"{STUDY_DIR}/figure.pdf",
         params:
-            spec=as_arg({k: config[k] for k in ("study", "ipc", "seeds", "finetune", "sample", "methods", "evictions")
-                         if k in config and (k not in ("methods", "evictions") or config[k])}),
+            spec=report_spec("study", "ipc", "seeds", "finetune", "sample"),
             out=STUDY_DIR,
         conda:
             "../envs/divdistill.yaml"
