@@ -50,11 +50,13 @@ study: install $(FASHION)
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/snakemake --cores $(CORES) $(STUDY) -- study
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/snakemake $(STUDY) --report reports/study/report.html -- study
 
+# two workers (pytest-xdist): tests that share one DAG run carry the same xdist_group and stay on one worker
+TEST_WORKERS ?= 2
 test: install
-	PATH=$(abspath $(BIN)):$$PATH $(BIN)/pytest -q --durations=15
+	PATH=$(abspath $(BIN)):$$PATH $(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadgroup --durations=15
 
 test-fast: install
-	PATH=$(abspath $(BIN)):$$PATH $(BIN)/pytest -q -m "not slow and not workflow" --durations=10
+	PATH=$(abspath $(BIN)):$$PATH $(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadgroup -m "not slow and not workflow" --durations=10
 
 lint: install
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/snakemake --lint

@@ -38,6 +38,15 @@ def keyed(root) -> Path:
     return folders[0]
 
 
+def pytest_configure(config):
+    """Under make test's two workers on two cores, each worker's own torch work takes one thread (two
+    threads each would oversubscribe the cores; the jobs the tests start set their own)."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        import torch
+
+        torch.set_num_threads(1)
+
+
 @pytest.fixture(scope="module")
 def one_thread():
     """Tiny models: a second thread only adds OpenMP overhead, and on a shared machine a lot of it."""

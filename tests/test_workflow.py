@@ -114,6 +114,7 @@ def smoke(tmp_path_factory):
 
 @needs_fashion
 @pytest.mark.slow
+@pytest.mark.xdist_group("smoke")  # one worker runs the smoke fixture and its tests
 def test_smoke_dag_with_8_cores_tracks_every_run(smoke):
     project, cfg, _ = smoke
     cells = grid.cells(cfg)
@@ -253,6 +254,7 @@ def test_dvc_repro_and_experiment_rerun_only_evaluations(project):
 
 @needs_fashion
 @pytest.mark.slow
+@pytest.mark.xdist_group("smoke")  # one worker runs the smoke fixture and its tests
 def test_three_runs_against_one_database_no_lock_no_duplicate_no_running(smoke):
     """The smoke DAG three times in a row against one mlflow.db, 8 jobs at a time: the first run (the
     fixture), then every evaluation forced again twice, the third time beside a fine-tuning variant
@@ -332,6 +334,7 @@ def test_study_dry_run_lists_every_point(project):
 
 @needs_fashion
 @pytest.mark.slow
+@pytest.mark.xdist_group("smoke")  # one worker runs the smoke fixture and its tests
 def test_study_on_the_smoke_dag(smoke):
     """The study target on the finished smoke DAG: the control, a guidance-1 variant sampled from the
     same fine-tuned model, k-NN measures in MLflow, contrasts with intervals and MDDs; the smoke's own
