@@ -38,6 +38,17 @@ def keyed(root) -> Path:
     return folders[0]
 
 
+# make test's two workers take whole files in collection order (Makefile: --dist loadfile
+# --no-loadscope-reorder): the longest first, so that neither worker is left with one at the end.
+LONGEST_FIRST = ("test_smoke_dag.py", "test_slurm.py", "test_faults.py", "test_trust.py", "test_workflow.py",
+                 "test_paper_scale.py", "test_fullsize.py")
+
+
+def pytest_collection_modifyitems(items):
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: file order otherwise kept
+
+
 def pytest_configure(config):
     """Under make test's two workers on two cores, each worker's own torch work takes one thread (two
     threads each would oversubscribe the cores; the jobs the tests start set their own)."""

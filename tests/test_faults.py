@@ -25,7 +25,7 @@ from divdistill.io import load_tensors
 
 from .conftest import ROOT, copy_project, needs_fashion, project_env
 
-pytestmark = [needs_fashion, pytest.mark.slow, pytest.mark.workflow, pytest.mark.xdist_group("faults")]
+pytestmark = [needs_fashion, pytest.mark.slow, pytest.mark.workflow]
 
 TARGETS = {  # job type -> (its command word, its output, its checkpoint folder or None)
     "pretrain": ("pretrain-dit", "results/pretrained/dit", "results/checkpoints/pretrain/dit"),

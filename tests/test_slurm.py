@@ -23,7 +23,7 @@ from safetensors.torch import load_file
 
 from .conftest import ROOT, copy_project, needs_fashion, project_env
 
-pytestmark = [needs_fashion, pytest.mark.slow, pytest.mark.workflow, pytest.mark.xdist_group("slurm")]
+pytestmark = [needs_fashion, pytest.mark.slow, pytest.mark.workflow]
 
 CLUSTER = ROOT / "tests" / "slurm" / "cluster.sh"
 RULES = ("prepare", "pretrain_vae", "pretrain_dit", "encode", "finetune", "sample", "select", "features",

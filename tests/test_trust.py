@@ -25,7 +25,7 @@ from divdistill.experiment import config as dd
 
 from .conftest import FASHION, ROOT, copy_project, needs_fashion, project_env
 
-pytestmark = [needs_fashion, pytest.mark.slow, pytest.mark.workflow, pytest.mark.xdist_group("trust")]
+pytestmark = [needs_fashion, pytest.mark.slow, pytest.mark.workflow]
 
 HOSTILE = "a b $(touch PWNED)"  # a space and a command substitution: must reach every job as one literal
 CELL = "results/eval/fashion-hard/ours/ipc2/convnet/distill0-seed0.json"

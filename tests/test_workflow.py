@@ -1,6 +1,5 @@
 """The Snakemake DAG, MLflow and DVC for real, on the smoke configuration in a temporary copy."""
 
-import csv
 import json
 import re
 import shutil
@@ -9,14 +8,12 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
 import yaml
-from mlflow.tracking import MlflowClient
 
 from divdistill.experiment import config as dd
-from divdistill.experiment import grid, methods, names
+from divdistill.experiment import grid, methods
 
-from .conftest import ROOT, copy_project, needs_fashion, project_env
+from .conftest import ROOT, needs_fashion, project_env
 
 pytestmark = pytest.mark.workflow  # Snakemake in a subprocess: not in make test-fast
 
@@ -102,115 +99,6 @@ def test_bad_params_fail_fast_naming_the_key(project, case):
     assert not (project / "results").exists() and not (project / "mlflow.db").exists()
 
 
-@pytest.fixture(scope="module")
-def smoke(tmp_path_factory):
-    """The smoke DAG run once with 8 jobs at a time (on 2 cores: every stage's runs overlap); the
-    tests below share it, in file order."""
-    project = copy_project(tmp_path_factory.mktemp("smoke"))
-    cfg = use_config(project, "smoke")
-    p = run(["snakemake", "--cores", "8", "all"], project)
-    return project, cfg, p.stdout + p.stderr
-
-
-@needs_fashion
-@pytest.mark.slow
-@pytest.mark.xdist_group("smoke")  # one worker runs the smoke fixture and its tests
-def test_smoke_dag_with_8_cores_tracks_every_run(smoke):
-    project, cfg, _ = smoke
-    cells = grid.cells(cfg)
-    for table in cfg["tables"]:
-        md = (project / "reports" / "tables" / f"{table}.md").read_text()
-        assert "±" in md and (project / "reports" / "tables" / f"{table}.tex").exists()
-        assert (project / "reports" / "tables" / f"{table}.html").exists()
-    # Figure 4 from the sweep variant's runs, Figure 1 from the generative sets
-    for name in ("figure4.png", "figure4.pdf", "figure1.png", "figure1.pdf"):
-        assert (project / "reports" / "figures" / name).stat().st_size > 1000
-    assert any(c.method == "ours-lambda_gen-0.002" for c in cells)
-    # DVC's sweep plots hold Figure 4's points: the seed mean of each variant's final-epoch accuracy
-    with open(project / "reports" / "plots" / "sweeps" / f"lambda_gen-ipc{cfg['ipc'][0]}.csv") as f:
-        rows = list(csv.DictReader(f))
-    assert [float(r["value"]) for r in rows] == cfg["sweeps"]["lambda_gen"]
-    for r in rows:
-        method = "ours" if float(r["value"]) == cfg["finetune"]["lambda_gen"] else f"ours-lambda_gen-{r['value']}"
-        accs = [json.loads((project / c.path).read_text())["test_acc"] for c in cells
-                if c.method == method and c.ipc == str(cfg["ipc"][0]) and c.dataset == cfg["sweeps"]["dataset"]]
-        assert len(accs) == int(r["seeds"]) == len(cfg["seeds"])
-        assert abs(float(r["test_acc"]) - 100 * sum(accs) / len(accs)) < 1e-3
-    metrics = json.loads((project / "reports" / "metrics.json").read_text())
-    assert set(metrics) == set(cfg["tables"]) | {"comparisons"}
-    # the paired comparisons: Ours - Minimax on Table 1's rows, with an interval and an MDD (2 seeds)
-    ours_minimax = metrics["comparisons"]["table1"]["fashion-hard"]["ours-vs-minimax"]
-    assert set(ours_minimax) == {f"ipc{i}" for i in cfg["ipc"]}
-    assert all(v["convnet"]["n"] == len(cfg["seeds"]) for v in ours_minimax.values())
-    assert "Ours − Minimax" in (project / "reports" / "tables" / "comparisons.md").read_text()
-
-    client = MlflowClient(f"sqlite:///{project}/mlflow.db")
-    prefix = cfg["mlflow"]["experiment_prefix"]
-    exp = client.get_experiment_by_name(f"{prefix}-evaluate")
-    all_runs = client.search_runs([exp.experiment_id], max_results=1000)
-    assert all(r.info.status == "FINISHED" for r in all_runs)
-    # the render job's parent runs (one per table cell) group the seed runs in the UI
-    parents = [r for r in all_runs if r.data.tags.get("divdistill.parent") == "1"]
-    runs = [r for r in all_runs if r.data.tags.get("divdistill.parent") != "1"]
-    assert len(runs) == len(cells)  # one run per job, none lost, none doubled
-    keys = {(c.dataset, c.method, c.ipc, c.model) for c in cells}
-    parent_of = {tuple(p.data.tags[k] for k in ("dataset", "method", "ipc", "model")): p.info.run_id for p in parents}
-    assert len(parents) == len(parent_of) == len(keys)
-    # Ours' table-cell run carries its paired comparisons (vs_<other>_diff / _ci_low / _ci_high / _mdd)
-    ours = parent_of[("fashion-hard", "ours", str(cfg["ipc"][0]), "convnet")]
-    ours_metrics = next(p for p in parents if p.info.run_id == ours).data.metrics
-    assert {"vs_minimax_diff", "vs_minimax_ci_low", "vs_minimax_mdd", "vs_dit_diff", "vs_random_diff"} <= set(ours_metrics)
-    by_id = {r.info.run_id: r for r in runs}
-    for c in cells:
-        res = json.loads((project / c.path).read_text())
-        r = by_id[res["run_id"]]
-        assert r.data.tags["mlflow.parentRunId"] == parent_of[(c.dataset, c.method, c.ipc, c.model)]
-        assert tuple(r.data.params[k] for k in ("dataset", "method", "ipc", "distill_seed", "seed")) == (
-            c.dataset, c.method, c.ipc, str(c.distill_seed), str(c.seed))
-        assert len(client.get_metric_history(r.info.run_id, "train_loss")) == res["params"]["epochs"]
-    # the generator's jobs: one run each, in their own experiments, with the losses logged separately
-    finetunes = {(c.dataset, c.method, c.distill_seed) for c in cells if methods.get(names.base_method(c.method)).finetuned}
-    # one sampling job per (dataset, method, distillation seed) draws every seed's set
-    samples = {(c.dataset, c.method, c.distill_seed) for c in cells if methods.get(names.base_method(c.method)).kind == "generative"}
-    for stage, expected in (("pretrain", 2), ("finetune", len(finetunes)), ("sample", len(samples))):
-        stage_runs = client.search_runs([client.get_experiment_by_name(f"{prefix}-{stage}").experiment_id])
-        assert len(stage_runs) == expected and all(r.info.status == "FINISHED" for r in stage_runs)
-        if stage == "finetune":
-            for r in stage_runs:
-                assert {"loss_diff", "loss_real", "loss_gen", "sim_real", "sim_gen"} <= set(r.data.metrics)
-    default = client.get_experiment_by_name("Default")
-    assert default is None or not client.search_runs([default.experiment_id])
-
-    # nothing left to do; a recomputed result is identical (same seed, same numbers)
-    assert "Nothing to be done" in run(["snakemake", "-n", "all"], project).stdout
-    victim = project / cells[0].path
-    before = json.loads(victim.read_text())
-    victim.unlink()
-    run(["snakemake", "--cores", "2", cells[0].path], project)
-    after = json.loads(victim.read_text())
-    assert after["test_acc"] == before["test_acc"] and after["curve"] == before["curve"]
-    assert after["run_id"] != before["run_id"]
-
-    # the browsable report: one self-contained page (styles, scripts and results inlined)
-    run(["snakemake", "--report", "reports/report.html"], project)
-    page = (project / "reports" / "report.html").read_text()
-    assert not re.search(r"<(script|link)\b[^>]*\b(src|href)=[\"']?https?:|url\([\"']?https?:", page)
-    if not Path("/usr/bin/chromium").exists():
-        pytest.skip("report.html written but not opened: chromium missing (apt-get install -y chromium; CI has it)")
-    screenshot = str(project / "workflow" / "scripts" / "screenshot.sh")
-    dom = run([screenshot, "reports/report.html", "--dump-dom"], project).stdout
-    text = re.sub(r"<(script|style)\b.*?</\1>", "", dom, flags=re.S)  # what the page shows, not its data
-    for shown in ("<span>Tables</span>", "<span>Figures</span>", "<span>Samples</span>",  # the menu's categories
-                  "How to read it", "final-epoch", "paired t-test",  # workflow/report/workflow.rst
-                  "table1.html", "table2.html", "table3.html", "diversity.md", "comparisons.html",
-                  "figure1.png", "figure4.png",
-                  "samples-fashion-hard-ours.png"):
-        assert shown in text, shown
-    run([screenshot, "reports/report.html", "reports/report.png"], project)
-    png = (project / "reports" / "report.png").read_bytes()
-    assert png.startswith(b"\x89PNG") and len(png) > 20_000
-
-
 @needs_fashion
 @pytest.mark.slow
 def test_dvc_repro_and_experiment_rerun_only_evaluations(project):
@@ -252,72 +140,6 @@ def test_dvc_repro_and_experiment_rerun_only_evaluations(project):
     assert {k.split("/")[2] for k in plots["data"]} == {"curves", "sweeps"}
 
 
-@needs_fashion
-@pytest.mark.slow
-@pytest.mark.xdist_group("smoke")  # one worker runs the smoke fixture and its tests
-def test_three_runs_against_one_database_no_lock_no_duplicate_no_running(smoke):
-    """The smoke DAG three times in a row against one mlflow.db, 8 jobs at a time: the first run (the
-    fixture), then every evaluation forced again twice, the third time beside a fine-tuning variant
-    whose loss overflows (lambda_gen 1e39). Each job's run is there exactly once per execution, in its
-    stage's experiment; the failed job's run is FAILED; nothing is left RUNNING; no job hit a locked
-    database; the table cells' parent runs are not duplicated."""
-    project, cfg, first_log = smoke
-    cells = grid.cells(cfg)
-    client = MlflowClient(f"sqlite:///{project}/mlflow.db")
-    prefix = cfg["mlflow"]["experiment_prefix"]
-    exps = {e.name: e.experiment_id for e in client.search_experiments()}
-
-    def runs(stage):
-        return client.search_runs([exps[f"{prefix}-{stage}"]], max_results=5000)
-
-    def cell_of(r):
-        p = r.data.params
-        return grid.Cell(p["dataset"], p["method"], p["ipc"], p["model"], int(p["distill_seed"]), int(p["seed"]))
-
-    def seed_runs():
-        return [r for r in runs("evaluate") if r.data.tags.get("divdistill.parent") != "1"]
-
-    before = {c: 0 for c in cells}
-    for r in seed_runs():
-        before[cell_of(r)] += 1
-    assert all(n >= 1 for n in before.values())
-    finetunes_before = len(runs("finetune"))
-
-    logs = [first_log]
-    second = run(["snakemake", "--cores", "8", "--forcerun", "evaluate", "evaluate_full", "--", "all"], project)
-    logs.append(second.stdout + second.stderr)
-    bad = dd.load(project / "params.yaml")
-    bad["sweeps"]["lambda_gen"] = [*bad["sweeps"]["lambda_gen"], 1e39]  # float32 overflow: inf loss
-    (project / "params.yaml").write_text(yaml.safe_dump(bad))
-    third = run(["snakemake", "--cores", "8", "--keep-going", "--forcerun", "evaluate", "evaluate_full", "--", "all"],
-                project, check=False)
-    logs.append(third.stdout + third.stderr)
-    assert third.returncode != 0 and "finetune" in third.stderr  # the variant's fine-tuning failed ...
-    assert cells[0].path.startswith("results/eval/")  # ... and every other job went on (--keep-going)
-
-    logs += [p.read_text(errors="replace") for p in (project / "results" / "logs").rglob("*.log")]
-    assert not any("database is locked" in text for text in logs)
-    # every evaluation ran twice more, each execution logged once: two new runs per cell, no more
-    after = {c: 0 for c in cells}
-    for r in seed_runs():
-        cell = cell_of(r)
-        assert "1e+39" not in cell.method  # the failed variant's evaluations never started
-        after[cell] += 1
-    assert {c: after[c] - before[c] for c in cells} == {c: 2 for c in cells}
-    # one failed fine-tuning run, ended FAILED; no run of any stage left RUNNING
-    finetunes = runs("finetune")
-    assert len(finetunes) == finetunes_before + 1
-    failed = [r for r in finetunes if r.info.status == "FAILED"]
-    assert len(failed) == 1 and failed[0].data.params["method"] == "ours-lambda_gen-1e+39"
-    for name, exp_id in exps.items():
-        statuses = {r.info.status for r in client.search_runs([exp_id], max_results=5000)}
-        assert statuses <= {"FINISHED", "FAILED"}, (name, statuses)
-        assert "FAILED" not in statuses or name == f"{prefix}-finetune", name
-    # the render of the second run re-used the table cells' parent runs: one per cell, still
-    parents = [r for r in runs("evaluate") if r.data.tags.get("divdistill.parent") == "1"]
-    assert len(parents) == len({(c.dataset, c.method, c.ipc, c.model) for c in cells})
-
-
 def test_study_dry_run_lists_every_point(project):
     """config/study.yaml over params.yaml: one fine-tuning per (method, length, distillation seed), one
     sampling, diversity and evaluation job per point and distillation seed; the demo's grid unchanged."""
@@ -330,57 +152,3 @@ def test_study_dry_run_lists_every_point(project):
     assert jobs["finetune"] == len(tuned) * len(st["max_steps"]) * len(st["distill_seeds"])
     assert jobs["sample"] == jobs["diversity"] == sets and jobs["evaluate"] == sets * len(cfg["ipc"])
     assert jobs["render_study"] == 1 and "render" not in jobs
-
-
-@needs_fashion
-@pytest.mark.slow
-@pytest.mark.xdist_group("smoke")  # one worker runs the smoke fixture and its tests
-def test_study_on_the_smoke_dag(smoke):
-    """The study target on the finished smoke DAG: the control, a guidance-1 variant sampled from the
-    same fine-tuned model, k-NN measures in MLflow, contrasts with intervals and MDDs; the smoke's own
-    runs at its own settings are reused, not rerun."""
-    project, cfg, _ = smoke
-    ipc = str(cfg["ipc"][0])
-    study = {"study": {"dataset": "fashion-hard", "model": "convnet", "methods": ["dit", "difffit", "ours"],
-                       "max_steps": [cfg["finetune"]["max_steps"]], "guidance": [1, cfg["sample"]["guidance"]],
-                       "distill_seeds": [0, 1]}}
-    (project / "study.yaml").write_text(yaml.safe_dump(study))
-    shared = project / f"results/eval/fashion-hard/ours/ipc{ipc}/convnet/distill0-seed0.json"
-    before = json.loads(shared.read_text())["run_id"]
-    out = run(["snakemake", "--cores", "2", "--configfile", "study.yaml", "--", "study"], project)
-    assert json.loads(shared.read_text())["run_id"] == before  # the smoke's "ours" is the study's point
-    assert "rule finetune:" in out.stdout + out.stderr
-    # guidance 1 samples the same fine-tuned model as "ours" (one fine-tuning per model), other images
-    from divdistill.io import load_tensors
-
-    g1, meta = load_tensors(project / "results/distilled/fashion-hard/ours-guidance-1/distill1-seed0.safetensors")
-    g2, _ = load_tensors(project / "results/distilled/fashion-hard/ours/distill1-seed0.safetensors")
-    assert meta["generator"] == "results/finetuned/fashion-hard/ours/distill1" and meta["guidance"] == 1.0
-    assert not torch.equal(g1["images"], g2["images"])
-    assert not (project / "results/finetuned/fashion-hard/ours-guidance-1").exists()
-
-    res = json.loads((project / "reports/study/metrics.json").read_text())
-    kinds = {r["kind"] for r in res["contrasts"]}
-    assert {"fine-tuning itself", "memory", "guidance"} <= kinds
-    memory = next(r for r in res["contrasts"] if r["kind"] == "memory" and r["ipc"] == ipc)
-    assert (memory["a"], memory["b"]) == ("ours", "difffit")
-    acc = memory["test_acc"]
-    assert acc["pairing"] == "(distill_seed, seed)" and acc["n"] == 2 * len(cfg["seeds"])
-    # the difference is the mean of the paired per-run differences, recomputed from the result files
-    diffs = [json.loads((project / f"results/eval/fashion-hard/{a}/ipc{ipc}/convnet/distill{ds}-seed{s}.json")
-                        .read_text())["test_acc"] * sign
-             for ds in (0, 1) for s in cfg["seeds"] for a, sign in (("ours", 1), ("difffit", -1))]
-    assert abs(acc["mean"] - sum(diffs) / (2 * len(cfg["seeds"]))) < 1e-9
-    # (smoke-sized nets may tie on every run: then the interval is a point and the MDD 0)
-    assert acc["ci_low"] <= acc["mean"] <= acc["ci_high"] and acc["mdd"] >= 0
-    md = (project / "reports/study/study.md").read_text()
-    assert "Ours, 6 steps, guidance 2 − DiffFit (no memory), 6 steps, guidance 2" in md and "MDD" in md
-    assert (project / "reports/study/figure.png").stat().st_size > 1000
-    # the k-NN measures are logged on the diversity runs
-    client = MlflowClient(f"sqlite:///{project}/mlflow.db")
-    exp = client.get_experiment_by_name(f"{cfg['mlflow']['experiment_prefix']}-diversity")
-    runs = client.search_runs([exp.experiment_id], filter_string="params.method = 'difffit-guidance-1'")
-    assert runs and {"prdc_coverage_seed0", "prdc_precision_seed0", "prdc_recall_seed0",
-                     "prdc_density_seed0"} <= set(runs[0].data.metrics)
-    assert "Nothing to be done" in run(["snakemake", "-n", "--configfile", "study.yaml", "--", "study"],
-                                       project).stdout
