@@ -65,12 +65,14 @@ def test_the_snapshot_script_copies_what_a_reader_can_use_and_replaces_the_snaps
     (snap / "old").mkdir(parents=True)
     (snap / "report.png").write_text("a screenshot of an older run")
     script = ROOT / "workflow" / "scripts" / "snapshot.sh"
-    subprocess.run(["bash", str(script), str(reports), str(snap)], check=True, capture_output=True)
+    # relative paths from the project folder, as make demo calls it
+    p = subprocess.run(["bash", str(script), "reports", "docs/demo"], cwd=tmp_path, capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
     kept = sorted(p.relative_to(snap).as_posix() for p in snap.rglob("*") if p.is_file())
     assert kept == ["figures/figure1.pdf", "figures/figure1.png", "metrics.json", "plots/curves/a.csv",
                     "tables/table1.md", "tables/table1.tex"]
     assert (snap / "tables" / "table1.md").read_text() == "tables/table1.md"
     empty = tmp_path / "empty"
     empty.mkdir()
-    p = subprocess.run(["bash", str(script), str(empty), str(snap)], capture_output=True, text=True)
+    p = subprocess.run(["bash", str(script), "empty", "docs/demo"], cwd=tmp_path, capture_output=True, text=True)
     assert p.returncode != 0 and "metrics.json missing" in p.stderr and (snap / "metrics.json").exists()

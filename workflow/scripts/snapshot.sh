@@ -12,7 +12,7 @@ set -euo pipefail
 src=${1:?usage: snapshot.sh REPORTS SNAPSHOT}
 dst=${2:?usage: snapshot.sh REPORTS SNAPSHOT}
 [ -f "$src/metrics.json" ] || { echo "snapshot: $src/metrics.json missing: run the DAG first" >&2; exit 1; }
-tmp=$(mktemp -d "${dst%/}.tmp.XXXXXX")
+tmp=$(realpath -- "$(mktemp -d "${dst%/}.tmp.XXXXXX")")  # absolute: the copy below runs inside $src
 trap 'rm -rf -- "$tmp"' EXIT
 (cd -- "$src" && find . -path ./study -prune -o -type f \( -name '*.md' -o -name '*.tex' -o -name '*.csv' \
     -o -name '*.png' -o -name '*.pdf' -o -name '*.json' \) -print0 | xargs -0 -r cp --parents -t "$tmp")
