@@ -1,9 +1,12 @@
 import os
+import re
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 # Every Snakemake start asks Slurm for its configuration (the Slurm plugin); without a cluster that
@@ -25,6 +28,30 @@ def project_env() -> dict:
     return env
 
 
+def run(cmd, cwd, env=None, check=True, timeout=900, **kw) -> subprocess.CompletedProcess:
+    """A command in ``cwd`` with this venv's scripts first (``env``: another environment, e.g. a Slurm
+    cluster's); with ``check``, a non-zero exit fails the test with the output's end."""
+    p = subprocess.run(cmd, cwd=cwd, env=project_env() if env is None else env, capture_output=True, text=True,
+                       timeout=timeout, **kw)
+    if check and p.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed ({p.returncode}):\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}")
+    return p
+
+
+def planned_jobs(out: str) -> dict[str, int]:
+    """Job counts by rule from a Snakemake dry run's "Job stats" table."""
+    table = out[out.index("Job stats:"):]
+    return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M)}
+
+
+def use_config(project: Path, name: str) -> dict:
+    """Make config/<name>.yaml the project's params.yaml (what DVC and a bare snakemake read)."""
+    from divdistill.experiment import config as dd
+
+    shutil.copy(project / "config" / f"{name}.yaml", project / "params.yaml")
+    return dd.load(project / "params.yaml")
+
+
 def copy_project(dest: Path) -> Path:
     """A fresh copy of what a clone holds that the workflow needs (no results, no mlflow.db)."""
     for name in ("Snakefile", "params.yaml", "dvc.yaml", ".dvcignore", ".gitignore"):
@@ -32,6 +59,14 @@ def copy_project(dest: Path) -> Path:
     for name in ("workflow", "config", "src", "profiles"):
         shutil.copytree(ROOT / name, dest / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     return dest
+
+
+def new_project(path: Path, cfg: dict) -> Path:
+    """A fresh project folder at ``path`` (created) whose params.yaml is ``cfg``."""
+    path.mkdir()
+    copy_project(path)
+    (path / "params.yaml").write_text(yaml.safe_dump(cfg))
+    return path
 
 
 def keyed(root) -> Path:

@@ -23,7 +23,7 @@ from safetensors.torch import load_file
 
 from divdistill.io import load_tensors
 
-from .conftest import ROOT, copy_project, needs_fashion, project_env
+from .conftest import ROOT, needs_fashion, new_project, project_env
 
 pytestmark = [needs_fashion, pytest.mark.slow, pytest.mark.workflow]
 
@@ -50,13 +50,6 @@ def faults_config() -> dict:
     cfg["sample"].update(steps=400)
     cfg["evaluate"].update(checkpoint_every=5, eval_every=5, epochs=[{"max_ipc": 2, "epochs": 200}])
     return cfg
-
-
-def make_project(path: Path) -> Path:
-    path.mkdir()
-    copy_project(path)
-    (path / "params.yaml").write_text(yaml.safe_dump(faults_config()))
-    return path
 
 
 def snakemake(project: Path, target: str, background=False):
@@ -96,7 +89,7 @@ def wait_for(cond, timeout=300.0, every=0.05):
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
     """The uninterrupted run of the whole chain."""
-    project = make_project(tmp_path_factory.mktemp("faults") / "reference")
+    project = new_project(tmp_path_factory.mktemp("faults") / "reference", faults_config())
     snakemake(project, TARGETS["evaluate"][1])
     return project
 
@@ -119,7 +112,7 @@ def test_sigkill_then_rerun_equals_an_uninterrupted_run(kind, reference, tmp_pat
     word, output, checkpoint = TARGETS[kind]
     project = tmp_path_factory.getbasetemp() / "faults-victim"
     if not project.exists():
-        make_project(project)
+        new_project(project, faults_config())
     rng = random.Random(f"{kind}-{time.time_ns()}")  # a random point, printed for a failing run
     proc = snakemake(project, output, background=True)
     pid = wait_for(lambda: job_pid(project, word))

@@ -17,8 +17,7 @@ import yaml
 from divdistill.experiment import config as dd
 from divdistill.experiment import grid, methods
 
-from .conftest import FASHION, ROOT, needs_fashion
-from .test_workflow import planned_jobs, run
+from .conftest import FASHION, ROOT, needs_fashion, planned_jobs, run
 
 pytestmark = pytest.mark.workflow  # Snakemake in a subprocess: not in make test-fast
 

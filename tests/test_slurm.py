@@ -21,7 +21,7 @@ import yaml
 from mlflow.tracking import MlflowClient
 from safetensors.torch import load_file
 
-from .conftest import ROOT, copy_project, needs_fashion, project_env
+from .conftest import ROOT, needs_fashion, new_project, project_env, run
 
 pytestmark = [needs_fashion, pytest.mark.slow, pytest.mark.workflow]
 
@@ -37,13 +37,6 @@ LOCAL = ["--default-resources", "slurm_partition=local", "mem_mb=3000", "runtime
          "--set-resources", *[f"{r}:gpu=0" for r in RULES], *[f"{r}:mem_mb=3000" for r in RULES],
          "--set-threads", *[f"{r}=1" for r in RULES], *STATUS]
 FINETUNED = "results/finetuned/fashion-hard/ours/distill0"
-
-
-def run(cmd, cwd, env, check=True, timeout=1200):
-    p = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
-    if check and p.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} failed ({p.returncode}):\n{p.stdout[-4000:]}\n{p.stderr[-4000:]}")
-    return p
 
 
 @pytest.fixture(scope="module")
@@ -73,13 +66,6 @@ def slice_config() -> dict:
     return cfg
 
 
-def project(root: Path, cfg: dict) -> Path:
-    root.mkdir()
-    copy_project(root)
-    (root / "params.yaml").write_text(yaml.safe_dump(cfg))
-    return root
-
-
 def results(root: Path) -> dict:
     """Every result of a run, run ids and timings left out: eval and diversity JSONs, the distilled
     sets' tensors and the fine-tuned weights."""
@@ -96,8 +82,8 @@ def results(root: Path) -> dict:
 
 @pytest.fixture(scope="module")
 def local(tmp_path_factory):
-    root = project(tmp_path_factory.mktemp("local") / "p", slice_config())
-    run(["snakemake", "--cores", "2", "all"], root, project_env())
+    root = new_project(tmp_path_factory.mktemp("local") / "p", slice_config())
+    run(["snakemake", "--cores", "2", "all"], root)
     return root
 
 
@@ -105,7 +91,7 @@ def local(tmp_path_factory):
 def on_slurm(cluster, tmp_path_factory):
     """The slice through the profile, its fine-tuning cancelled with scancel once it has checkpointed
     (checkpoint_every 1): (project, the cancelled Slurm job id). The later tests reuse the project."""
-    root = project(tmp_path_factory.mktemp("slurm-run") / "p", slice_config())
+    root = new_project(tmp_path_factory.mktemp("slurm-run") / "p", slice_config())
     cmd = ["snakemake", "--profile", str(ROOT / "profiles" / "slurm"), *LOCAL, "all"]
     job = subprocess.Popen(cmd, cwd=root, env=cluster, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     cancelled, deadline = None, time.time() + 900

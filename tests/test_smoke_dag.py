@@ -16,8 +16,7 @@ from mlflow.tracking import MlflowClient
 from divdistill.experiment import config as dd
 from divdistill.experiment import grid, methods, names
 
-from .conftest import copy_project, needs_fashion
-from .test_workflow import run, use_config
+from .conftest import copy_project, needs_fashion, run, use_config
 
 pytestmark = [needs_fashion, pytest.mark.slow, pytest.mark.workflow]
 

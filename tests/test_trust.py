@@ -23,20 +23,13 @@ from mlflow.tracking import MlflowClient
 
 from divdistill.experiment import config as dd
 
-from .conftest import FASHION, ROOT, copy_project, needs_fashion, project_env
+from .conftest import FASHION, ROOT, copy_project, needs_fashion, project_env, run
 
 pytestmark = [needs_fashion, pytest.mark.slow, pytest.mark.workflow]
 
 HOSTILE = "a b $(touch PWNED)"  # a space and a command substitution: must reach every job as one literal
 CELL = "results/eval/fashion-hard/ours/ipc2/convnet/distill0-seed0.json"
 FINETUNED = "results/finetuned/fashion-hard/ours/distill0"
-
-
-def run(cmd, cwd, check=True, timeout=900, **kw):
-    p = subprocess.run(cmd, cwd=cwd, env=project_env(), capture_output=True, text=True, timeout=timeout, **kw)
-    if check and p.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} failed ({p.returncode}):\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}")
-    return p
 
 
 def git(project, *args):

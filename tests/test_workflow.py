@@ -1,11 +1,8 @@
 """The Snakemake DAG, MLflow and DVC for real, on the smoke configuration in a temporary copy."""
 
 import json
-import re
-import shutil
 import subprocess
 import time
-from pathlib import Path
 
 import pytest
 import yaml
@@ -13,27 +10,9 @@ import yaml
 from divdistill.experiment import config as dd
 from divdistill.experiment import grid, methods
 
-from .conftest import ROOT, needs_fashion, project_env
+from .conftest import ROOT, needs_fashion, planned_jobs, run, use_config
 
 pytestmark = pytest.mark.workflow  # Snakemake in a subprocess: not in make test-fast
-
-
-def run(cmd, cwd, check=True, timeout=900):
-    p = subprocess.run(cmd, cwd=cwd, env=project_env(), capture_output=True, text=True, timeout=timeout)
-    if check and p.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} failed ({p.returncode}):\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}")
-    return p
-
-
-def planned_jobs(out: str) -> dict[str, int]:
-    table = out[out.index("Job stats:"):]
-    return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M)}
-
-
-def use_config(project: Path, name: str) -> dict:
-    """Make config/<name>.yaml the project's params.yaml (what DVC and a bare snakemake read)."""
-    shutil.copy(project / "config" / f"{name}.yaml", project / "params.yaml")
-    return dd.load(project / "params.yaml")
 
 
 @pytest.mark.parametrize("name", ["params", "smoke"])
