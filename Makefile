@@ -19,10 +19,14 @@ $(BIN)/activate:
 	$(BIN)/pip install --quiet --upgrade pip
 	@echo "installing divdistill into $(VENV): torch (CPU build), diffusers, snakemake, dvc, mlflow, ... (a few minutes)"
 
-# torch first and pinned: an unpinned resolve would pull a multi-GB CUDA build.
+# torch first, pinned, by pip (pip takes the CPU build where the machine's pip configuration offers
+# one; an unpinned resolve would pull a multi-GB CUDA build); the rest by uv, which keeps that torch
+# (it satisfies torch==2.13.0) and installs the ~190 other packages in ~15 s instead of pip's ~60 s.
+# --compile-bytecode: every job imports them, so compile once here, not in every process.
+UV := uv==0.13.9
 $(VENV)/.installed: pyproject.toml | $(BIN)/activate
-	$(BIN)/pip install --progress-bar on torch==2.13.0
-	$(BIN)/pip install --progress-bar on -e '.[dev]'
+	$(BIN)/pip install --progress-bar on torch==2.13.0 $(UV)
+	$(BIN)/uv pip install --python $(BIN)/python --compile-bytecode -e '.[dev]'
 	touch $@
 
 install: $(VENV)/.installed

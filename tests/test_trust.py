@@ -143,7 +143,8 @@ def test_a_second_workflow_leaves_the_first_ones_live_runs_alone(project):
     A's live run must stay RUNNING and end FINISHED, without a 'closed' tag."""
     client = MlflowClient(f"sqlite:///{project}/mlflow.db")
     target = "results/eval/fashion-hard/full/ipcall/convnet/distill0-seed0.json"
-    (project / "long.yaml").write_text("evaluate: {epochs_full: 300, eval_every: 300}\n")  # ~25 s; over params.yaml
+    # ~50 s, over params.yaml: B's start, its job server's imports and its job must fit inside
+    (project / "long.yaml").write_text("evaluate: {epochs_full: 600, eval_every: 600}\n")
     a = subprocess.Popen(["snakemake", "--cores", "1", "--configfile", "params.yaml", "long.yaml", "--", target],
                          cwd=project, env=project_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:

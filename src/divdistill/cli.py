@@ -5,6 +5,7 @@
     divdistill evaluate --data results/data/fashion-hard --distilled A B --cell '{...}' --seeds 0 1 --out ...
     divdistill render   --spec '{...}' --results ... --tables reports/tables ...
     divdistill check    --config params.yaml
+    divdistill serve    --socket /tmp/divdistill-x/jobs.sock   # the job server (jobserver.py)
 
 A job module holds ``ARGS`` (its argparse arguments) and ``run(args)``, and imports what it needs
 inside ``run``: building the parser imports no torch.
@@ -23,7 +24,7 @@ JOBS = {
     "prepare": "prepare", "features": "features", "select": "select", "dm": "dm", "evaluate": "evaluate",
     "pretrain-vae": "pretrain_vae", "pretrain-dit": "pretrain_dit", "encode": "encode", "finetune": "finetune",
     "sample": "sample", "diversity": "diversity", "figure1": "figure1", "parents": "parents", "render": "render",
-    "study": "study", "check": "check", "init-tracking": "init_tracking",
+    "study": "study", "check": "check", "init-tracking": "init_tracking", "serve": "serve",
 }
 
 
@@ -44,6 +45,11 @@ def main(argv=None) -> None:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     process = argv is None  # the console script (a process of its own), not a call from Python
     if process:
+        from . import jobserver
+
+        status = jobserver.forward(sys.argv[1:])  # a workflow's job server runs it, when there is one
+        if status is not None:
+            jobserver.exit_like(status)
         gc.disable()  # until the command's imports are done (jobs.common.imported): they only allocate
     args = build_parser().parse_args(argv)
     try:

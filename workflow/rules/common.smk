@@ -34,6 +34,15 @@ os.environ.update(DIVDISTILL_TRACKING=json.dumps(config["mlflow"]))
 os.environ.update(DIVDISTILL_HISTORY=grid.HISTORY)
 
 
+# The job server of this run (started by onstart when jobs run on this machine, divdistill/jobserver.py).
+JOB_SERVER = {"server": None}
+
+
+def stop_job_server():
+    if JOB_SERVER["server"] is not None:
+        JOB_SERVER["server"].stop()
+
+
 # The mechanism study (config/study.yaml): its evaluations, its distilled sets' diversity, its outputs.
 STUDY_CELLS = grid.study_cells(config)
 STUDY_DIVERSITY = sorted({DIVERSITY_PATH.format(**vars(c)) for c in STUDY_CELLS})

@@ -12,8 +12,7 @@ import json
 import os
 
 REQ = {"required": True}
-TRACKING = (["--tracking"], {"default": os.environ.get("DIVDISTILL_TRACKING"),
-                             "help": "JSON of params.yaml's mlflow section (default: $DIVDISTILL_TRACKING, "
+TRACKING = (["--tracking"], {"help": "JSON of params.yaml's mlflow section (default: $DIVDISTILL_TRACKING, "
                                      "which the Snakefile sets)"})
 THREADS = (["--threads"], {"type": int, "default": 1})
 DEVICE = (["--device"], {"default": "auto", "help": "auto (CUDA when present), cpu, cuda, cuda:N"})
@@ -44,10 +43,17 @@ def _no_constant(name: str):
     raise ValueError(f"{name} is not a finite number")
 
 
-def json_arg(text: str | None) -> dict:
-    """A JSON argument; NaN and Infinity (which Python's json reads by default) are refused."""
+def tracking(args) -> dict:
+    """The MLflow settings: --tracking, else $DIVDISTILL_TRACKING, read when the job runs (a job
+    server's child gets its client's environment after the imports)."""
+    text = args.tracking if args.tracking is not None else os.environ.get("DIVDISTILL_TRACKING")
     if text is None:
         raise SystemExit("missing --tracking (or $DIVDISTILL_TRACKING): run the job through Snakemake")
+    return json_arg(text)
+
+
+def json_arg(text: str) -> dict:
+    """A JSON argument; NaN and Infinity (which Python's json reads by default) are refused."""
     try:
         return json.loads(text, parse_constant=_no_constant)
     except ValueError as e:  # JSONDecodeError is a ValueError

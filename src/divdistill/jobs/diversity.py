@@ -3,7 +3,7 @@ k-NN precision/recall/density/coverage in the feature ConvNet's embedding (evalu
 
 from __future__ import annotations
 
-from .common import DEVICE, REQ, THREADS, TRACKING, imported, json_arg, pair_up
+from .common import DEVICE, REQ, THREADS, TRACKING, imported, pair_up, tracking
 
 ARGS = ((["--data"], REQ), (["--vae"], REQ), (["--cache"], REQ),
         (["--features"], {**REQ, "help": "the feature ConvNet folder (K-Center/Herding's): PRDC's embedding"}),
@@ -36,7 +36,7 @@ def run(args) -> None:
     params = {**{k: first[k] for k in ("dataset", "method", "distill_seed") if k in first},
               "seeds": [m.get("seed") for _, _, m in sets], "prdc_k": PRDC_K, "prdc_embedding": args.features}
     name = "/".join(str(params[k]) for k in ("dataset", "method", "distill_seed") if k in params)
-    with start_run(json_arg(args.tracking), "diversity", name, params, tags={"dataset": params["dataset"],
+    with start_run(tracking(args), "diversity", name, params, tags={"dataset": params["dataset"],
                                                                               "method": params["method"]}) as run:
         for (path, tensors, meta), out_path in zip(sets, args.out):
             out = {**{k: meta[k] for k in ("dataset", "method", "distill_seed", "seed") if k in meta},

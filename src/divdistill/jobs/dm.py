@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .common import DEVICE, REQ, THREADS, TRACKING, imported, json_arg, log_every
+from .common import DEVICE, REQ, THREADS, TRACKING, imported, json_arg, log_every, tracking
 
 ARGS = ((["--data"], REQ), (["--ipc"], {"type": int, **REQ}), (["--seed"], {"type": int, **REQ}),
         (["--params"], REQ), (["--out"], REQ), THREADS, DEVICE, TRACKING)
@@ -30,7 +30,7 @@ def run(args) -> None:
     params = {"dataset": Path(args.data).name, "method": "dm", "ipc": args.ipc, "distill_seed": 0,
               "seed": args.seed, **p, "dsa": dataclasses.asdict(cfg.dsa)}
     name = f"{params['dataset']}/dm/ipc{args.ipc}/seed{args.seed}"
-    with start_run(json_arg(args.tracking), "dm", name, params) as run:
+    with start_run(tracking(args), "dm", name, params) as run:
         log = log_every(run, max(1, p["iterations"] // 100))
         res = distill_dm(train, cfg, args.seed, device=resolve(args.device),
                          on_step=lambda it, loss: log(it, {"loss_match": loss}), progress=True)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from .common import DEVICE, REQ, SEEDS, THREADS, TRACKING, imported, json_arg, pair_up
+from .common import DEVICE, REQ, SEEDS, THREADS, TRACKING, imported, json_arg, pair_up, tracking
 
 ARGS = ((["--data"], REQ), (["--distilled"], {"nargs": "+", "help": "one distilled set per seed (none for full)"}),
         (["--cell"], {**REQ, "help": "JSON: dataset, method, ipc, model, distill_seed"}), SEEDS,
@@ -35,7 +35,7 @@ def run(args) -> None:
     train, test = load_split(args.data, "train"), load_split(args.data, "test")
     train_cfg = TrainConfig(**{k: v for k, v in hp.items() if k not in ("augment", "net")},
                             augment=AugmentConfig(**hp["augment"]))
-    tracking = json_arg(args.tracking)
+    mlflow_cfg = tracking(args)
     for i, (seed, out) in enumerate(zip(args.seeds, args.out)):
         cell_s = {**cell, "seed": seed}
         if full:
@@ -46,7 +46,7 @@ def run(args) -> None:
         name = "/".join(str(cell[k]) for k in ("dataset", "method", "ipc", "model")) + \
             f"/distill{cell['distill_seed']}-seed{seed}"
         t0 = time.perf_counter()
-        with start_run(tracking, "evaluate", name, {**cell_s, **hp, "num_train": len(y)},
+        with start_run(mlflow_cfg, "evaluate", name, {**cell_s, **hp, "num_train": len(y)},
                        tags={k: cell[k] for k in ("dataset", "method", "ipc", "model")}) as run:
             seed_everything(seed)
             net = build_net(cell["model"], num_classes=len(meta["class_names"]), channels=meta["channels"],

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .common import DEVICE, REQ, THREADS, TRACKING, imported, json_arg
+from .common import DEVICE, REQ, THREADS, TRACKING, imported, json_arg, tracking
 
 ARGS = ((["--data"], REQ), (["--params"], REQ), (["--out"], REQ), THREADS, DEVICE, TRACKING)
 
@@ -21,7 +21,7 @@ def run(args) -> None:
     p = json_arg(args.params)
     train = load_split(args.data, "train")
     params = {"dataset": Path(args.data).name, **p}
-    with start_run(json_arg(args.tracking), "features", params["dataset"], params) as run:
+    with start_run(tracking(args), "features", params["dataset"], params) as run:
         net = train_feature_net(train, net=p["model"], width=p["width"], depth=p["depth"], epochs=p["epochs"],
                                 batch_size=p["batch_size"], lr=p["lr"], seed=p["seed"],
                                 augment=AugmentConfig(**p["augment"]), device=resolve(args.device),

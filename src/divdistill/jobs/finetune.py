@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .common import DEVICE, REQ, THREADS, TRACKING, imported, json_arg
+from .common import DEVICE, REQ, THREADS, TRACKING, imported, json_arg, tracking
 
 ARGS = ((["--data"], REQ), (["--vae"], REQ), (["--dit"], REQ), (["--method"], REQ),
         (["--distill-seed"], {"type": int, **REQ}),
@@ -35,7 +35,7 @@ def run(args) -> None:
     params = {"dataset": meta["name"], "method": args.method, "distill_seed": args.distill_seed,
               "real_evict": cfg.real_evict, "gen_evict": cfg.gen_evict, **p}
     name = f"{meta['name']}/{args.method}/distill{args.distill_seed}"
-    with start_run(json_arg(args.tracking), "finetune", name, params,
+    with start_run(tracking(args), "finetune", name, params,
                    tags={"dataset": meta["name"], "method": args.method}) as run:
         cache = latent_cache(vae, train.images, args.cache, flip=cfg.flip, device=dev)
 

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from .common import REQ, TRACKING, imported, json_arg
+from .common import REQ, TRACKING, imported, json_arg, tracking
 
 ARGS = ((["--spec"], {**REQ, "help": "JSON with params.yaml's tables, ipc, seeds, ..."}),
         (["--results"], {"nargs": "*", "default": []}), (["--out"], REQ), TRACKING)
@@ -20,5 +20,5 @@ def run(args) -> None:
     spec = json_arg(args.spec)
     methods.use(spec)
     agg = aggregate([read_json(p) for p in args.results])
-    experiment_id, parents = nest_seed_runs(json_arg(args.tracking), parent_cells(spec, agg, comparisons(spec, agg)))
+    experiment_id, parents = nest_seed_runs(tracking(args), parent_cells(spec, agg, comparisons(spec, agg)))
     write_json(args.out, {"experiment_id": experiment_id, "parents": {"/".join(k): v for k, v in parents.items()}})

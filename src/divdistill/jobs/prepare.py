@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .common import REQ, THREADS, TRACKING, imported, json_arg
+from .common import REQ, THREADS, TRACKING, imported, json_arg, tracking
 
 ARGS = ((["--dataset"], REQ), (["--params"], {**REQ, "help": "JSON: experiment/config.py prepare_args"}),
         (["--out"], REQ), THREADS, TRACKING)
@@ -17,7 +17,7 @@ def run(args) -> None:
     params = {"dataset": args.dataset, **p}
     if get_spec(args.dataset).source == "imagenet":
         p["workers"] = args.threads  # decoding threads
-    with start_run(json_arg(args.tracking), "prepare", args.dataset, params) as run:
+    with start_run(tracking(args), "prepare", args.dataset, params) as run:
         meta = prepare(args.dataset, out=args.out, **p)
         run.log_metrics({"num_classes": len(meta["class_names"])})
         if meta.get("test_split"):

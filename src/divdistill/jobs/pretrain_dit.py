@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .common import DEVICE, REQ, THREADS, TRACKING, imported, json_arg, log_every
+from .common import DEVICE, REQ, THREADS, TRACKING, imported, json_arg, log_every, tracking
 
 ARGS = ((["--data"], REQ), (["--vae"], REQ), (["--params"], REQ), (["--out"], REQ), (["--checkpoints"], REQ),
         THREADS, DEVICE, TRACKING)
@@ -28,7 +28,7 @@ def run(args) -> None:
     labels = torch.tensor(meta["labels"])[train.labels]  # generator label space
     dev = resolve(args.device)
     vae = load_vae(args.vae, dev)
-    with start_run(json_arg(args.tracking), "pretrain", "dit", {"dataset": meta["name"], "seed": p["seed"],
+    with start_run(tracking(args), "pretrain", "dit", {"dataset": meta["name"], "seed": p["seed"],
                                                                  **p["dit"]}) as run:
         mean, std = encode_posterior(vae, train.images, device=dev)
         num_classes = len(meta["labels"])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .common import DEVICE, REQ, THREADS, TRACKING, imported, json_arg, log_every
+from .common import DEVICE, REQ, THREADS, TRACKING, imported, json_arg, log_every, tracking
 
 ARGS = ((["--data"], REQ), (["--params"], REQ), (["--out"], REQ), (["--checkpoints"], REQ), THREADS, DEVICE, TRACKING)
 
@@ -24,7 +24,7 @@ def run(args) -> None:
     p = json_arg(args.params)
     cfg = VAEConfig(**{**p["vae"], "block_out_channels": tuple(p["vae"]["block_out_channels"])})
     train = load_split(args.data, "train")
-    with start_run(json_arg(args.tracking), "pretrain", "vae", {"dataset": Path(args.data).name, "seed": p["seed"],
+    with start_run(tracking(args), "pretrain", "vae", {"dataset": Path(args.data).name, "seed": p["seed"],
                                                                  **p["vae"]}) as run:
         dev = resolve(args.device)
         vae = train_vae(train.images, cfg, p["seed"], log_every(run, 25),

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 
-from .common import DEVICE, REQ, SEEDS, THREADS, TRACKING, imported, json_arg, pair_up
+from .common import DEVICE, REQ, SEEDS, THREADS, TRACKING, imported, json_arg, pair_up, tracking
 
 ARGS = ((["--data"], REQ), (["--vae"], REQ), (["--dit"], REQ), (["--method"], REQ),
         (["--distill-seed"], {"type": int, **REQ}), SEEDS, (["--max-ipc"], {"type": int, **REQ}),
@@ -36,7 +36,7 @@ def run(args) -> None:
     params = {"dataset": meta["name"], "method": args.method, "distill_seed": args.distill_seed,
               "seeds": args.seeds, "max_ipc": ipc, "generator": args.dit, **p}
     name = f"{meta['name']}/{args.method}/distill{args.distill_seed}"
-    with start_run(json_arg(args.tracking), "sample", name, params,
+    with start_run(tracking(args), "sample", name, params,
                    tags={"dataset": meta["name"], "method": args.method}) as run:
         for seed, out in zip(args.seeds, args.out):
             t0 = time.perf_counter()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .common import DEVICE, REQ, SEEDS, THREADS, TRACKING, imported, json_arg, pair_up
+from .common import DEVICE, REQ, SEEDS, THREADS, TRACKING, imported, pair_up, tracking
 
 ARGS = ((["--method"], REQ), (["--data"], REQ), SEEDS, (["--max-ipc"], {"type": int, **REQ}),
         (["--features"], {"help": "feature extractor folder (kcenter, herding)"}),
@@ -21,7 +21,7 @@ def run(args) -> None:
 
     imported(args.threads)
     pair_up({"--seeds": args.seeds, "--out": args.out})
-    train, tracking = load_split(args.data, "train"), json_arg(args.tracking)
+    train, mlflow_cfg = load_split(args.data, "train"), tracking(args)
     features = None
     if args.features:
         from ..baselines.features import embed, load_feature_net
@@ -32,7 +32,7 @@ def run(args) -> None:
     for seed, out in zip(args.seeds, args.out):
         params = {"dataset": Path(args.data).name, "method": args.method, "distill_seed": 0, "seed": seed,
                   "max_ipc": args.max_ipc, "features": args.features}
-        with start_run(tracking, "select", f"{params['dataset']}/{args.method}/seed{seed}", params) as run:
+        with start_run(mlflow_cfg, "select", f"{params['dataset']}/{args.method}/seed{seed}", params) as run:
             images, labels, idx = select(args.method, train, args.max_ipc, seed, features)
             save_tensors(out, {"images": images, "labels": labels},
                          {**params, "source_index": idx.tolist(), "run_id": run.run_id})

@@ -1,0 +1,316 @@
+"""A job server: one process imports torch, diffusers, MLflow and divdistill once, and forks a child
+per job, so a local workflow's jobs skip the ~5 s of imports each process would otherwise pay.
+
+    snakemake --cores 2 all               # the Snakefile's onstart starts it, onsuccess/onerror stop it
+    DIVDISTILL_NO_JOB_SERVER=1 snakemake --cores 2 all   # every job a process of its own
+
+A job is still the shell line Snakemake runs (``divdistill <command> ...``). When
+``$DIVDISTILL_JOB_SERVER`` names the server's socket, that ``divdistill`` process (the client: no
+torch, ~50 ms) sends its arguments, working directory, environment, umask and its stdin, stdout and
+stderr (the file descriptors themselves) to the server, which forks; the child becomes the job (the
+same ``cli.run`` a plain process calls, writing to the client's descriptors) and the client waits:
+
+    client                        server                          child (fork)
+    connect, send request  -->    accept, fork           -->      chdir, environ, dup2 fds, run job
+    wait; forward signals  <--    {"pid": N}
+    exit like the child    <--    {"status": wait status}  <--   exits (reaped by the server)
+
+so Snakemake sees the job's exit code (or its signal), its log file gets the job's stderr, and
+SIGTERM/SIGINT to the client reach the child (cli.main turns SIGTERM into a FAILED MLflow run). A
+client killed outright (SIGKILL) closes its connection: the server kills the child the same way,
+so a killed job stays killed, as it would without the server. Without a server (not started, not
+running, or gone before the fork) the client runs the job itself. Results are the same bit for bit:
+the child starts from a fresh process's state (torch's default generator untouched, jobs seed
+everything explicitly; Python's and NumPy's global generators reseeded from the OS).
+
+Only local execution uses it (the Slurm executor's jobs run elsewhere). Snakemake's ``benchmark:``
+files then time the job (``s``) but count the client's CPU and memory only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import struct
+import sys
+import time
+
+ENV = "DIVDISTILL_JOB_SERVER"  # the socket's path, set for the jobs by the Snakefile's onstart
+OFF = "DIVDISTILL_NO_JOB_SERVER"  # set (non-empty) by a user: no server, every job a process
+FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
+
+
+# ----------------------------------------------------------------------------- wire format
+# request: 4-byte length + JSON {argv, cwd, env, umask}, the client's fds 0, 1, 2 attached (SCM_RIGHTS);
+# replies: one JSON line each, {"pid": N} after the fork, {"status": S} (os.waitpid's) at the end.
+
+
+def _send_request(sock: socket.socket, argv: list[str]) -> None:
+    umask = os.umask(0)
+    os.umask(umask)
+    body = json.dumps({"argv": argv, "cwd": os.getcwd(), "env": dict(os.environ), "umask": umask}).encode()
+    msg = struct.pack("!I", len(body)) + body
+    sent = socket.send_fds(sock, [msg], [0, 1, 2])
+    sock.sendall(msg[sent:])
+
+
+def _recv_request(conn: socket.socket) -> tuple[dict, list[int]]:
+    data, fds, _, _ = socket.recv_fds(conn, 1 << 16, 3)
+    while len(data) < 4 or len(data) < 4 + struct.unpack("!I", data[:4])[0]:
+        more = conn.recv(1 << 16)
+        if not more:
+            raise ConnectionError("request cut short")
+        data += more
+    return json.loads(data[4:4 + struct.unpack("!I", data[:4])[0]]), fds
+
+
+def _reply(conn: socket.socket, **msg) -> None:
+    conn.sendall(json.dumps(msg).encode() + b"\n")
+
+
+# ----------------------------------------------------------------------------- client
+
+
+def forward(argv: list[str]) -> int | None:
+    """Run ``divdistill argv`` in the server named by $DIVDISTILL_JOB_SERVER; the child's wait status,
+    or None when there is no server to run it (the caller runs the job itself)."""
+    path = os.environ.get(ENV)
+    if not path or os.environ.get(OFF) or argv[:1] == ["serve"]:
+        return None
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.connect(path)
+        _send_request(sock, argv)
+    except OSError:
+        sock.close()
+        return None
+    replies = sock.makefile("rb")
+    child, pending = None, []
+
+    def relay(signum, _frame):
+        if child is None:
+            pending.append(signum)
+        else:
+            os.kill(child, signum)
+
+    before = {sig: signal.signal(sig, relay) for sig in FORWARDED}
+    line = replies.readline()
+    if not line:  # the server went away before forking: nothing ran; the caller runs the job
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
+        for signum in pending:
+            os.kill(os.getpid(), signum)
+        return None
+    child = json.loads(line)["pid"]
+    for signum in pending:
+        os.kill(child, signum)
+    line = replies.readline()
+    if not line:
+        print(f"divdistill: the job server ({path}) went away while job {child} ran", file=sys.stderr)
+        return 1 << 8
+    return json.loads(line)["status"]
+
+
+def exit_like(status: int):
+    """Leave this process the way the child left: its exit code, or the signal that ended it."""
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        if sig != signal.SIGKILL:  # SIGKILL has no handler to reset
+            signal.signal(sig, signal.SIG_DFL)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.kill(os.getpid(), sig)
+        raise SystemExit(128 + sig)  # not reached: the signal ends this process
+    raise SystemExit(os.waitstatus_to_exitcode(status))
+
+
+# ----------------------------------------------------------------------------- server
+
+
+def preload() -> None:
+    """Import what jobs import: every divdistill module (torch, diffusers, scipy, matplotlib come
+    along) and MLflow's client and SQL store. Nothing is computed: no thread pool exists to fork."""
+    import importlib
+    import pkgutil
+
+    import divdistill
+
+    from .tracking.store import preload as preload_mlflow
+
+    for mod in pkgutil.walk_packages(divdistill.__path__, "divdistill."):
+        if mod.name != "divdistill.__main__":
+            importlib.import_module(mod.name)
+    preload_mlflow()
+
+
+def _child(conn: socket.socket, request: dict, fds: list[int], inherited: list) -> int:
+    """In the forked child: become the job (the client's fds, directory, environment), run it, and
+    return its exit code."""
+    import random
+
+    for s in inherited:  # the listening socket and other jobs' connections are not this job's
+        s.close()
+    for sig in (signal.SIGTERM, signal.SIGCHLD, *FORWARDED):
+        signal.signal(sig, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    for target, fd in enumerate(fds):
+        os.dup2(fd, target)
+        os.close(fd)
+    # fresh text streams on the new descriptors (line-buffered where a terminal, as Python does)
+    sys.stdin = open(0, closefd=False)
+    sys.stdout = open(1, "w", buffering=1 if os.isatty(1) else -1, closefd=False)
+    sys.stderr = open(2, "w", buffering=1, closefd=False)
+    os.chdir(request["cwd"])
+    os.umask(request["umask"])
+    os.environ.clear()
+    os.environ.update(request["env"])
+    sys.argv = ["divdistill", *request["argv"]]
+    random.seed()
+    if "numpy" in sys.modules:
+        sys.modules["numpy"].random.seed()
+    from .cli import main
+
+    try:
+        main(request["argv"])  # a call, not a process: the SIGTERM handler, no collector tricks
+        return 0
+    except SystemExit as e:
+        if e.code is None or isinstance(e.code, int):
+            return e.code or 0
+        print(e.code, file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:  # as Python does: die of SIGINT
+        sys.stderr.flush()
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGINT)
+        return 130
+    except BaseException:
+        import traceback
+
+        traceback.print_exc()
+        return 1
+
+
+def serve(path: str) -> None:
+    """Listen on ``path`` (clients queue while the imports run), then fork a child per request until
+    SIGTERM or until the process that started the server is gone; running jobs are waited for."""
+    import atexit
+    import gc
+    import selectors
+    import time
+
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    listener.listen(128)
+    gc.disable()
+    t0 = time.monotonic()
+    preload()
+    gc.freeze()  # children inherit the imports frozen: no collection walks them again
+    gc.enable()
+    print(f"job server {os.getpid()}: imports done in {time.monotonic() - t0:.1f} s; listening on {path}", flush=True)
+    started_by = os.getppid()
+    stop = []
+    signal.signal(signal.SIGTERM, lambda *_: stop.append(True))
+    sel = selectors.DefaultSelector()
+    sel.register(listener, selectors.EVENT_READ)
+    jobs: dict[int, socket.socket] = {}  # child pid -> its client's connection
+    while True:
+        if (stop or os.getppid() != started_by) and listener.fileno() != -1:
+            sel.unregister(listener)
+            listener.close()
+            os.unlink(path)
+        if listener.fileno() == -1 and not jobs:
+            break
+        for key, _ in sel.select(timeout=0.2):
+            if key.fileobj is listener:
+                conn, _ = listener.accept()
+                try:
+                    conn.settimeout(10)
+                    request, fds = _recv_request(conn)
+                    conn.settimeout(None)
+                except (OSError, ValueError) as e:
+                    print(f"job server: bad request: {e}", flush=True)
+                    conn.close()
+                    continue
+                sys.stdout.flush()
+                pid = os.fork()
+                if pid == 0:
+                    code = 1
+                    try:
+                        sel.close()
+                        code = _child(conn, request, fds, [listener, conn, *jobs.values()])
+                    finally:
+                        try:
+                            atexit._run_exitfuncs()
+                            sys.stdout.flush()
+                            sys.stderr.flush()
+                        finally:
+                            os._exit(code)
+                for fd in fds:
+                    os.close(fd)
+                jobs[pid] = conn
+                _reply(conn, pid=pid)
+                sel.register(conn, selectors.EVENT_READ, pid)
+                print(f"job {pid}: divdistill {' '.join(request['argv'][:1])} in {request['cwd']}", flush=True)
+            else:  # a client spoke or hung up before its job ended: it was killed; so is the job
+                os.kill(key.data, signal.SIGKILL)
+                sel.unregister(key.fileobj)
+        while jobs:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+            if pid == 0:
+                break
+            conn = jobs.pop(pid)
+            try:
+                _reply(conn, status=status)
+            except OSError:
+                pass
+            if conn in (k.fileobj for k in sel.get_map().values()):
+                sel.unregister(conn)
+            conn.close()
+
+
+# ----------------------------------------------------------------------------- start and stop (the Snakefile)
+
+
+class Server:
+    """The server of one workflow run: ``start`` sets $DIVDISTILL_JOB_SERVER for the jobs, ``stop``
+    ends it. Its own output goes to ``log``."""
+
+    def __init__(self, log: str):
+        import subprocess
+        import tempfile
+
+        self.dir = tempfile.mkdtemp(prefix="divdistill-")  # 0700: only this user reaches the socket
+        self.path = os.path.join(self.dir, "jobs.sock")
+        env = {k: v for k, v in os.environ.items() if k != ENV}
+        os.makedirs(os.path.dirname(os.path.abspath(log)), exist_ok=True)
+        with open(log, "ab") as out:
+            self.proc = subprocess.Popen([sys.executable, "-m", "divdistill", "serve", "--socket", self.path],
+                                         stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                         env=env, start_new_session=True)
+        for _ in range(100):  # the socket exists within milliseconds (before the imports)
+            if os.path.exists(self.path) or self.proc.poll() is not None:
+                break
+            time.sleep(0.02)
+        if os.path.exists(self.path):
+            os.environ[ENV] = self.path
+
+    def stop(self) -> None:
+        import shutil
+        import subprocess
+
+        if os.environ.get(ENV) == self.path:
+            del os.environ[ENV]
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def start(log: str) -> Server | None:
+    """Start a server for this process's jobs unless $DIVDISTILL_NO_JOB_SERVER is set."""
+    return None if os.environ.get(OFF) else Server(log)
