@@ -64,8 +64,9 @@ onstart:
         print(f"marked {closed} MLflow run(s) left RUNNING by killed jobs as KILLED")
     if left:
         print(f"{left} MLflow run(s) RUNNING on other hosts left as they are")
-    # Local jobs run as forks of one job server that imported torch, diffusers and MLflow once (~5 s
-    # a job otherwise; src/divdistill/jobserver.py). DIVDISTILL_NO_JOB_SERVER=1: a process per job.
+    # Local jobs on a machine without a GPU run as forks of one job server that imported torch,
+    # diffusers and MLflow once (~5 s a job otherwise; src/divdistill/jobserver.py).
+    # DIVDISTILL_NO_JOB_SERVER=1: a process per job.
     if workflow.local_exec:
         from divdistill import jobserver
 

@@ -31,7 +31,7 @@ from torch.utils.flop_counter import FlopCounterMode
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from divdistill.data.datasets import DATASETS  # noqa: E402
+from divdistill.data.registry import DATASETS  # noqa: E402
 from divdistill.evaluate.nets import build_net  # noqa: E402
 from divdistill.experiment import config as dd  # noqa: E402
 from divdistill.experiment import grid, methods, names  # noqa: E402

@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from divdistill.data.datasets import DATASETS, FASHION_INSTALL, load_meta, load_split, prepare, read_fashion, take_ipc
+from divdistill.data.datasets import load_meta, load_split, prepare, read_fashion, take_ipc
+from divdistill.data.registry import DATASETS, FASHION_INSTALL
 
 from .conftest import FASHION, needs_fashion
 

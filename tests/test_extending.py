@@ -9,7 +9,7 @@ import pytest
 import torch
 import yaml
 
-from divdistill.data import datasets
+from divdistill.data import datasets, registry
 from divdistill.experiment import config as dd
 from divdistill.experiment import grid, methods, names
 from divdistill.io import read_json, write_json
@@ -123,8 +123,8 @@ def test_snakemake_plans_the_own_method_with_its_rule(extended, tmp_path):
 
 @needs_fashion
 def test_a_dataset_from_an_existing_source_is_one_line(monkeypatch, tmp_path):
-    # the one line: a DATASETS entry (data/datasets.py)
-    monkeypatch.setitem(datasets.DATASETS, "fashion-shoes", datasets._fashion("fashion-shoes", (5, 7, 9), "footwear"))
+    # the one line: a DATASETS entry (data/registry.py)
+    monkeypatch.setitem(registry.DATASETS, "fashion-shoes", registry._fashion("fashion-shoes", (5, 7, 9), "footwear"))
     cfg = dd.load(ROOT / "params.yaml")
     cfg["tables"]["table2"]["datasets"] = ["fashion-shoes"]
     dd.check(cfg)

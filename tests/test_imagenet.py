@@ -8,8 +8,9 @@ import pytest
 import torch
 from PIL import Image
 
-from divdistill.data.datasets import DATASETS, load_meta, load_split, prepare
-from divdistill.data.imagenet import center_crop, check_imagenet_root, load_image, read_class_list
+from divdistill.data.datasets import load_meta, load_split, prepare
+from divdistill.data.imagenet import center_crop, check_imagenet_root, load_image
+from divdistill.data.registry import DATASETS, read_class_list
 from divdistill.io import load_tensors
 
 # SPEC.md, "Subsets": wnid -> ImageNet-1K index

@@ -111,7 +111,7 @@ def make_fake_imagenet(root: Path) -> Path:
     from PIL import Image
 
     from divdistill.data.datasets import read_fashion
-    from divdistill.data.imagenet import read_class_list
+    from divdistill.data.registry import read_class_list
 
     wnids, _, _ = read_class_list("imagewoof")
     for folder, split, n in (("train", "train", WOOF_TRAIN), ("val", "test", WOOF_VAL)):

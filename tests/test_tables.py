@@ -189,7 +189,7 @@ def test_every_ranked_cell_tied_means_no_bold():
 def test_paired_ours_vs_minimax_marker_notes_and_comparisons_table():
     """Pairs by seed: IPC 10 differences [6, 6, 5] (mean 5.67, sd 0.58: p = 0.0035 by hand: t = 17.0
     with 2 df), IPC 20 [1, 1, -2] (mean 0: p = 1), IPC 50 one pair (no test)."""
-    from divdistill.evaluate.nets import net_labels
+    from divdistill.evaluate.names import net_labels
     from divdistill.experiment import methods
     from divdistill.report import compare
 

@@ -23,8 +23,9 @@ running, or gone before the fork) the client runs the job itself. Results are th
 the child starts from a fresh process's state (torch's default generator untouched, jobs seed
 everything explicitly; Python's and NumPy's global generators reseeded from the OS).
 
-Only local execution uses it (the Slurm executor's jobs run elsewhere). Snakemake's ``benchmark:``
-files then time the job (``s``) but count the client's CPU and memory only.
+Only local execution on a machine without a GPU uses it (Slurm's jobs run elsewhere; CUDA does not
+survive a fork). Snakemake's ``benchmark:`` files then time the job (``s``) but count the client's
+CPU and memory only.
 """
 
 from __future__ import annotations
@@ -312,5 +313,11 @@ class Server:
 
 
 def start(log: str) -> Server | None:
-    """Start a server for this process's jobs unless $DIVDISTILL_NO_JOB_SERVER is set."""
-    return None if os.environ.get(OFF) else Server(log)
+    """Start a server for this process's jobs, unless $DIVDISTILL_NO_JOB_SERVER is set or the machine
+    has a GPU (an NVIDIA or AMD device node; asked without importing torch): CUDA does not survive a
+    fork, and GPU jobs hardly notice a few seconds of imports."""
+    import glob
+
+    if os.environ.get(OFF) or glob.glob("/dev/nvidia[0-9]*") or os.path.exists("/dev/kfd"):
+        return None
+    return Server(log)

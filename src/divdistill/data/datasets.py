@@ -13,68 +13,15 @@ reads only this format, so new sources (ImageNet subsets) plug in by writing it.
 from __future__ import annotations
 
 import gzip
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from ..io import load_tensors, read_json, save_tensors, write_json
-from .imagenet import RESOLUTION as IMAGENET_RESOLUTION
-from .imagenet import prepare_imagenet, read_class_list
-
-FASHION_CLASSES = (
-    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
-)
-FASHION_FILES = {
-    "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
-    "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
-}
-FASHION_INSTALL = "sudo apt-get update && sudo apt-get install -y dataset-fashion-mnist"
-
-
-@dataclass(frozen=True)
-class DatasetSpec:
-    """What a dataset name means: its source and which of the source's classes it keeps."""
-
-    name: str
-    source: str  # key of SOURCES: how raw images are read
-    class_ids: tuple  # the classes in the source's own terms (Fashion-MNIST label, ImageNet wnid)
-    labels: tuple[int, ...]  # label of each class in the pretrained generator's label space
-    class_names: tuple[str, ...]
-    resolution: int  # stored side length in pixels
-    channels: int
-    notes: str = field(default="", compare=False)
-
-
-def _fashion(name: str, ids: tuple[int, ...], notes: str) -> DatasetSpec:
-    # 28x28 grey padded to 32x32 so the VAE's and DiT's downsampling divides evenly.
-    return DatasetSpec(name, "fashion-mnist", ids, ids, tuple(FASHION_CLASSES[i] for i in ids), 32, 1, notes)
-
-
-def _imagenet(name: str, notes: str) -> DatasetSpec:
-    # classes/<name>.txt: wnids, and their ImageNet-1K indices as labels (DiT-XL/2's label space)
-    wnids, labels, names = read_class_list(name)
-    return DatasetSpec(name, "imagenet", wnids, labels, names, IMAGENET_RESOLUTION, 3, notes)
-
-
-# Registry of named datasets (like DiT's model registry): add an entry, not an if-chain.
-DATASETS: dict[str, DatasetSpec] = {
-    "fashion-mnist": _fashion("fashion-mnist", tuple(range(10)), "all 10 classes: the pretraining set"),
-    "fashion-hard": _fashion("fashion-hard", (0, 2, 3, 4, 6), "confusable upper-body garments (ImageWoof analogue)"),
-    "fashion-easy": _fashion("fashion-easy", (1, 5, 7, 8, 9), "distinct shapes (ImageNette analogue)"),
-    "imagewoof": _imagenet("imagewoof", "10 dog breeds (fastai's ImageWoof classes): the paper's Tables 1 and 3"),
-    "imagenette": _imagenet("imagenette", "10 easily told-apart classes (fastai's ImageNette): Table 2"),
-    "imageidc": _imagenet("imageidc", "IDC's ImageNet-10 classes: Table 2"),
-}
-
-
-def get_spec(name: str) -> DatasetSpec:
-    if name not in DATASETS:
-        raise KeyError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}")
-    return DATASETS[name]
-
+from .imagenet import prepare_imagenet
+from .registry import FASHION_FILES, DatasetSpec, check_fashion_root, get_spec
 
 # ---------------------------------------------------------------- sources
 
@@ -85,13 +32,6 @@ def _read_idx(path: Path) -> np.ndarray:
     ndim = raw[3]
     dims = np.frombuffer(raw, dtype=">u4", count=ndim, offset=4).astype(int)
     return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
-
-
-def check_fashion_root(root) -> list[str]:
-    """Missing Fashion-MNIST files, each with the command that installs them."""
-    root = Path(root)
-    missing = [root / f for pair in FASHION_FILES.values() for f in pair if not (root / f).is_file()]
-    return [f"{p} (install with: {FASHION_INSTALL})" for p in missing]
 
 
 def read_fashion(root, split: str) -> tuple[np.ndarray, np.ndarray]:

@@ -15,7 +15,6 @@ import os
 import sys
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -25,13 +24,14 @@ from PIL import Image
 from tqdm import tqdm
 
 from ..io import atomic_dir, read_json, save_tensors, write_json
+from .registry import IMAGENET_RESOLUTION
 
 if TYPE_CHECKING:
-    from .datasets import DatasetSpec
+    from .registry import DatasetSpec
 
 log = logging.getLogger(__name__)
 
-RESOLUTION = 256  # DiT-XL/2-256's image side
+RESOLUTION = IMAGENET_RESOLUTION
 IMAGE_SUFFIXES = {".jpeg", ".jpg", ".png"}  # ImageNet ships .JPEG (a few of them hold PNG or CMYK data)
 SPLITS = ("train", "test")
 FASTAI_RELEASES = {"imagewoof": "imagewoof2", "imagenette": "imagenette2"}  # no fastai release of ImageIDC
@@ -64,19 +64,6 @@ def howto(name: str, layout: str) -> str:
         return (f"download and extract https://s3.amazonaws.com/fast-ai-imageclas/{release}.tgz "
                 f"and pass the extracted {release}/ folder as root")
     return IMAGENET_HOWTO
-
-
-# ----------------------------------------------------------------------------- class lists
-
-def read_class_list(name: str) -> tuple[tuple[str, ...], tuple[int, ...], tuple[str, ...]]:
-    """(wnids, ImageNet-1K indices, short names) of ``classes/<name>.txt`` (``wnid<TAB>index<TAB>names``).
-
-    The index is the DiT label: the wnid's position in the sorted list of the 1000 ImageNet wnids.
-    The short name is the first of the comma-separated synonyms."""
-    text = resources.files(__package__).joinpath("classes", f"{name}.txt").read_text()
-    rows = [line.split("\t") for line in text.splitlines() if line.strip()]
-    return (tuple(r[0] for r in rows), tuple(int(r[1]) for r in rows),
-            tuple(r[2].split(",")[0].strip() for r in rows))
 
 
 # ----------------------------------------------------------------------------- images

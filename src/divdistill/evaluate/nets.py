@@ -22,6 +22,8 @@ from __future__ import annotations
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .names import NET_LABELS
+
 SMALL_INPUT = 64  # largest resolution of IDC's "small" stem (stride-1 conv, no pooling)
 MID_INPUT = 128  # largest resolution of IDC's "mid" stem
 
@@ -117,21 +119,16 @@ def _resnet(blocks, avgpool_down, name):
     return build
 
 
-# The test networks' name table: name -> (label, builder(num_classes, channels, resolution, width,
-# depth)). params.yaml's evaluate.nets sizes them; the tables print the label.
+# Each test network's builder(num_classes, channels, resolution, width, depth); params.yaml's
+# evaluate.nets sizes them. Their names and labels: names.py (torch-free), which must list the same.
 NETS = {
-    "convnet": ("ConvNet", _convnet),
-    "resnetap10": ("ResNetAP-10", _resnet((1, 1, 1, 1), True, "resnetap10")),
-    "resnet18": ("ResNet-18", _resnet((2, 2, 2, 2), False, "resnet18")),
+    "convnet": _convnet,
+    "resnetap10": _resnet((1, 1, 1, 1), True, "resnetap10"),
+    "resnet18": _resnet((2, 2, 2, 2), False, "resnet18"),
 }
-
-
-def net_label(name: str) -> str:
-    return NETS[name][0]
-
-
-def net_labels() -> dict[str, str]:
-    return {name: label for name, (label, _) in NETS.items()}
+if NETS.keys() != NET_LABELS.keys():
+    raise ImportError(f"evaluate/nets.py NETS {sorted(NETS)} and evaluate/names.py NET_LABELS "
+                      f"{sorted(NET_LABELS)} must name the same networks")
 
 
 def build_net(name: str, num_classes: int, channels: int, resolution: int, width: int,
@@ -140,7 +137,7 @@ def build_net(name: str, num_classes: int, channels: int, resolution: int, width
     ``depth`` applies to convnet only (default 3)."""
     if name not in NETS:
         raise ValueError(f"unknown test network {name!r}; known: {', '.join(NETS)}")
-    return NETS[name][1](num_classes, channels, resolution, width, depth)
+    return NETS[name](num_classes, channels, resolution, width, depth)
 
 
 def num_params(net: nn.Module) -> int:

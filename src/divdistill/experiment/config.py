@@ -14,7 +14,7 @@ from pathlib import Path
 import yaml
 
 from ..baselines.reported import REPORTED_METHODS
-from ..data.datasets import DATASETS
+from ..data.registry import DATASETS
 from . import methods
 from .grid import ConfigError, datasets_prepared, datasets_used
 
@@ -46,8 +46,8 @@ def prepare_args(cfg: dict, dataset: str) -> dict:
 def missing_inputs(cfg: dict) -> list[str]:
     """Every missing dataset file or weight folder the config needs, each with how to obtain it.
     Cheap (folder listings and config.json files): run before any job starts."""
-    from ..data.datasets import check_fashion_root
     from ..data.imagenet import check_imagenet_root
+    from ..data.registry import check_fashion_root
 
     d, problems = cfg["data"], []
     for name in datasets_prepared(cfg):
@@ -170,24 +170,25 @@ def check(cfg: dict) -> None:
 
 
 def _nets() -> tuple[str, ...]:
-    from ..evaluate.nets import NETS
+    from ..evaluate.names import NET_LABELS
 
-    return tuple(NETS)
+    return tuple(NET_LABELS)
 
 
 def _extension_errors(cfg: dict) -> list[str]:
     """params.yaml's own eviction rules (``evictions: {name: "module:function"}``, imported here so a
     typo fails before any job) and methods (``methods: {name: {real_evict, gen_evict, label}}``, then
-    added to the name table)."""
-    from ..method.memory import EVICTIONS, load_evictions
-
+    added to the name table). Without either, nothing to import (method/memory.py imports torch)."""
     errors = []
     own = cfg.get("evictions") or {}
-    try:
-        load_evictions(own)
-    except (ImportError, AttributeError, TypeError, ValueError) as e:
-        errors.append(f"evictions: {e}")
-    known = {*EVICTIONS, *own}
+    if own or cfg.get("methods"):
+        from ..method.memory import EVICTIONS, load_evictions
+
+        try:
+            load_evictions(own)
+        except (ImportError, AttributeError, TypeError, ValueError) as e:
+            errors.append(f"evictions: {e}")
+        known = {*EVICTIONS, *own}
     for name, spec in (cfg.get("methods") or {}).items():
         for key in ("real_evict", "gen_evict"):
             if spec[key] not in known:

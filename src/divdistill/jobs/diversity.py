@@ -15,7 +15,13 @@ def run(args) -> None:
     from ..baselines.features import embed, load_feature_net
     from ..data.datasets import load_split, take_ipc
     from ..device import resolve
-    from ..evaluate.diversity import PRDC_K, coverage, knn_radius, prdc, within_class_similarity
+    from ..evaluate.diversity import (
+        PRDC_K,
+        coverage,
+        knn_radius,
+        prdc,
+        within_class_similarity,
+    )
     from ..generator.latents import encode_posterior, latent_cache
     from ..generator.weights import load_vae
     from ..io import keep, load_tensors, write_json

@@ -9,7 +9,8 @@ ARGS = ((["--dataset"], REQ), (["--params"], {**REQ, "help": "JSON: experiment/c
 
 
 def run(args) -> None:
-    from ..data.datasets import get_spec, prepare
+    from ..data.datasets import prepare
+    from ..data.registry import get_spec
     from ..tracking.runs import start_run
 
     imported()

@@ -33,7 +33,13 @@ from tqdm import tqdm
 
 from ..device import dit_autocast
 from ..io import Checkpoints, tensor_digest
-from .difffit import apply_difffit, count_trainable, fold_difffit, tie_embedders, untie_embedders
+from .difffit import (
+    apply_difffit,
+    count_trainable,
+    fold_difffit,
+    tie_embedders,
+    untie_embedders,
+)
 from .losses import WEIGHTINGS, diffusion_loss, memory_loss, predict_x0, require_finite
 from .memory import EVICTIONS, Memory, load_evictions
 

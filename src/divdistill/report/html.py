@@ -5,9 +5,19 @@ from __future__ import annotations
 import html
 
 from ..baselines.reported import SOURCES
-from ..evaluate.nets import net_label
+from ..evaluate.names import net_label
 from ..tracking.parents import run_url
-from .tables import SIG_LEVEL, SIG_MARK, TABLE_TITLES, _fmt, _grid, _label, _layout, _notes, _runs_per_cell
+from .tables import (
+    SIG_LEVEL,
+    SIG_MARK,
+    TABLE_TITLES,
+    _fmt,
+    _grid,
+    _label,
+    _layout,
+    _notes,
+    _runs_per_cell,
+)
 
 _CSS = ("body{font-family:system-ui,sans-serif;margin:1.5em;max-width:80em}"
         "table{border-collapse:collapse;margin:.5em 0 1.5em}th,td{padding:.25em .7em}"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..evaluate.nets import net_labels
+from ..evaluate.names import net_labels
 from ..experiment import methods
 from ..io import atomic_path, read_json, write_json, write_text
 from . import compare

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..evaluate.nets import net_label
+from ..evaluate.names import net_label
 from ..experiment import methods
 from ..experiment.grid import study_points
 from ..io import atomic_path, read_json, write_json, write_text

@@ -15,7 +15,7 @@ give that difference with its 95% CI and minimum detectable difference, and the 
 from __future__ import annotations
 
 from ..baselines.reported import SOURCES, reported
-from ..evaluate.nets import net_label
+from ..evaluate.names import net_label
 from ..experiment import methods
 from ..experiment.grid import FULL_IPC, seeds_for
 
