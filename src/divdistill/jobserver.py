@@ -146,7 +146,7 @@ def preload() -> None:
     preload_mlflow()
 
 
-def _child(conn: socket.socket, request: dict, fds: list[int], inherited: list) -> int:
+def _child(request: dict, fds: list[int], inherited: list) -> int:
     """In the forked child: become the job (the client's fds, directory, environment), run it, and
     return its exit code."""
     import random
@@ -199,7 +199,6 @@ def serve(path: str) -> None:
     import atexit
     import gc
     import selectors
-    import time
 
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(path)
@@ -220,7 +219,8 @@ def serve(path: str) -> None:
         if (stop or os.getppid() != started_by) and listener.fileno() != -1:
             sel.unregister(listener)
             listener.close()
-            os.unlink(path)
+            if os.path.exists(path):
+                os.unlink(path)
         if listener.fileno() == -1 and not jobs:
             break
         for key, _ in sel.select(timeout=0.2):
@@ -240,7 +240,7 @@ def serve(path: str) -> None:
                     code = 1
                     try:
                         sel.close()
-                        code = _child(conn, request, fds, [listener, conn, *jobs.values()])
+                        code = _child(request, fds, [listener, conn, *jobs.values()])
                     finally:
                         try:
                             atexit._run_exitfuncs()
@@ -251,7 +251,11 @@ def serve(path: str) -> None:
                 for fd in fds:
                     os.close(fd)
                 jobs[pid] = conn
-                _reply(conn, pid=pid)
+                try:
+                    _reply(conn, pid=pid)
+                except OSError:  # its client is gone already: so is the job (reaped below)
+                    os.kill(pid, signal.SIGKILL)
+                    continue
                 sel.register(conn, selectors.EVENT_READ, pid)
                 print(f"job {pid}: divdistill {' '.join(request['argv'][:1])} in {request['cwd']}", flush=True)
             else:  # a client spoke or hung up before its job ended: it was killed; so is the job
