@@ -16,7 +16,6 @@ FASHION := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 
 $(BIN)/activate:
 	$(PY) -m venv $(VENV) || python3 -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
 	@echo "installing divdistill into $(VENV): torch (CPU build), diffusers, snakemake, dvc, mlflow, ... (about a minute)"
 
 # torch first, pinned, by pip (pip takes the CPU build where the machine's pip configuration offers

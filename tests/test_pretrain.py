@@ -3,8 +3,10 @@
 import pytest
 import torch
 
-from divdistill.generator.latents import encode_posterior
+from divdistill.generator import latents as latents_mod
+from divdistill.generator.latents import TRAIN_LATENTS, encode_posterior, fingerprint, latent_cache, save_latent_cache
 from divdistill.generator.pretrain import DiTConfig, VAEConfig, build_vae, set_scaling_factor, train_dit, train_vae
+from divdistill.generator.weights import load_vae
 
 VAE = dict(block_out_channels=(8, 8), norm_num_groups=4, batch_size=8, warmup_steps=2, lr=3e-3)
 DIT = dict(num_layers=2, num_attention_heads=2, attention_head_dim=8, batch_size=16, warmup_steps=2, lr=3e-3,
@@ -47,10 +49,36 @@ def assert_same(a, b):
 
 def test_scaling_factor_gives_unit_std(images):
     vae = build_vae(VAEConfig(**VAE), 1, 16, seed=0).eval()
-    factor = set_scaling_factor(vae, images[0])
-    assert vae.config.scaling_factor == factor
-    mean, _ = encode_posterior(vae, images[0])
+    mean, std = set_scaling_factor(vae, images[0])
     assert mean.std().item() == pytest.approx(1.0, abs=1e-4)
+    # the posterior it returns is encode_posterior's under the new factor, bit for bit
+    again = encode_posterior(vae, images[0])
+    assert torch.equal(mean, again[0]) and torch.equal(std, again[1])
+
+
+def test_the_vae_jobs_posterior_serves_the_dit_job_only_for_its_own_vae(images, tmp_path, monkeypatch):
+    """pretrain-vae saves the posterior that set its scaling factor beside the weights (TRAIN_LATENTS);
+    pretrain-dit reads it through the saved VAE's fingerprint instead of encoding the images again, and
+    it equals a fresh encoding by that VAE bit for bit. Another VAE or other images: encoded anew."""
+    vae, (mean, std) = train_vae(images[0], VAEConfig(**VAE, steps=3), seed=0, progress=False)
+    vae.save_pretrained(tmp_path / "vae")  # as the job does
+    save_latent_cache(tmp_path / "vae" / TRAIN_LATENTS, {"mean": mean, "std": std}, fingerprint(vae, images[0]))
+    loaded = load_vae(tmp_path / "vae")
+    fresh = encode_posterior(loaded, images[0])
+    assert torch.equal(fresh[0], mean) and torch.equal(fresh[1], std)
+    with monkeypatch.context() as m:
+        m.setattr(latents_mod, "cache_latents", lambda *a, **k: pytest.fail("encoded a cached posterior"))
+        cached = latent_cache(loaded, images[0], tmp_path / "vae" / TRAIN_LATENTS, flip=False, write=False)
+    assert torch.equal(cached["mean"], mean) and torch.equal(cached["std"], std)
+    before = (tmp_path / "vae" / TRAIN_LATENTS).read_bytes()
+    other = build_vae(VAEConfig(**VAE), 1, 16, seed=1).eval()
+    other.register_to_config(scaling_factor=loaded.config.scaling_factor)
+    assert torch.equal(latent_cache(other, images[0], tmp_path / "vae" / TRAIN_LATENTS, flip=False, write=False)["mean"],
+                       encode_posterior(other, images[0])[0])
+    flipped = images[0].flip(-1)
+    assert torch.equal(latent_cache(loaded, flipped, tmp_path / "vae" / TRAIN_LATENTS, flip=False, write=False)["mean"],
+                       encode_posterior(loaded, flipped)[0])
+    assert (tmp_path / "vae" / TRAIN_LATENTS).read_bytes() == before  # write=False: the VAE's folder untouched
 
 
 def test_vae_learns(images):
@@ -84,7 +112,7 @@ def _interrupted_then_resumed(train, ckpt, steps_at_interrupt):
 def test_vae_resume_is_exact(images, tmp_path):
     cfg = VAEConfig(**VAE, steps=6)
     run = lambda ckpt, cb=None: train_vae(images[0], cfg, seed=3, on_step=cb, checkpoint_path=ckpt,  # noqa: E731
-                                          checkpoint_every=3, progress=False)
+                                          checkpoint_every=3, progress=False)[0]
     ref = run(None)
     resumed = _interrupted_then_resumed(run, tmp_path / "vae.pt", 3)
     assert_same(weights(ref), weights(resumed))

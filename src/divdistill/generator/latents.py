@@ -54,8 +54,12 @@ def decode(vae, z: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
 # ----------------------------------------------------------------------------- latent cache
 
 # A cache is {"mean", "std"} (N, c, h, w) scaled posterior of every training image, plus
-# {"mean_flip", "std_flip"} for its horizontal flip. The VAE is not flip-equivariant, so the flip is
+# {"mean_flip", "std_flip"} for its horizontal flip (fine-tuning's; the demo VAE's own job writes one
+# without flips, TRAIN_LATENTS in its folder, for the DiT's pretraining). The VAE is not flip-equivariant, so the flip is
 # encoded from flipped pixels rather than by flipping latents.
+
+
+TRAIN_LATENTS = "train_latents.safetensors"  # in the demo VAE's folder: its training images' posterior
 
 
 def cache_latents(vae, images: torch.Tensor, flip: bool = True, batch_size: int = 256, device="cpu") -> dict:
@@ -90,14 +94,16 @@ def load_latent_cache(path) -> tuple[dict, str | None]:
     return cache, meta.get("fingerprint")
 
 
-def latent_cache(vae, images: torch.Tensor, path, flip: bool = True, batch_size: int = 256, device="cpu") -> dict:
+def latent_cache(vae, images: torch.Tensor, path, flip: bool = True, batch_size: int = 256, device="cpu",
+                 write: bool = True) -> dict:
     """The cache at ``path`` if it was written for these images, this VAE and this flip setting;
-    otherwise encode and save it (atomically)."""
+    otherwise encode (and, with ``write``, save it atomically)."""
     fp = fingerprint(vae, images)
     if Path(path).exists():
         cache, old = load_latent_cache(path)
         if old == fp and ("mean_flip" in cache) == flip:
             return cache
     cache = cache_latents(vae, images, flip, batch_size, device)
-    save_latent_cache(path, cache, fp)
+    if write:
+        save_latent_cache(path, cache, fp)
     return cache

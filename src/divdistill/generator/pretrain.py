@@ -12,8 +12,7 @@ caller's RNG untouched. On CPU with a fixed thread count two runs are bit-identi
 step are saved atomically every ``checkpoint_every`` steps and at the end; a run finding one resumes from it and ends with the
 same weights as an uninterrupted run (a finished checkpoint makes a rerun return at once).
 
-    vae = train_vae(train.images, VAEConfig(), seed=0)
-    mean, std = encode_posterior(vae, train.images)
+    vae, (mean, std) = train_vae(train.images, VAEConfig(), seed=0)  # the scaled posterior of the images
     dit = train_dit(mean, std, gen_labels, num_classes=10, cfg=DiTConfig(), seed=0)
 """
 
@@ -155,20 +154,31 @@ def build_vae(cfg: VAEConfig, channels: int, resolution: int, seed: int = 0) -> 
 
 
 @torch.no_grad()
-def set_scaling_factor(vae: AutoencoderKL, images: torch.Tensor, batch_size: int = 256, device="cpu") -> float:
+def set_scaling_factor(vae: AutoencoderKL, images: torch.Tensor, batch_size: int = 256,
+                       device="cpu") -> tuple[torch.Tensor, torch.Tensor]:
     """scaling_factor = 1 / std of the posterior-mean latents of ``images`` (as SD's 0.18215 was chosen),
-    so scaled latents have unit std; stored in the config so save_pretrained keeps it."""
-    means = [vae.encode(to_model_range(images[i:i + batch_size].to(device))).latent_dist.mean.cpu()
-             for i in range(0, len(images), batch_size)]
-    factor = 1.0 / torch.cat(means).double().std().item()
-    vae.register_to_config(scaling_factor=factor)
-    return factor
+    so scaled latents have unit std; stored in the config so save_pretrained keeps it.
+
+    Returns the images' scaled posterior mean and std (N, c, h, w), the values ``encode_posterior``
+    computes (the same batches, the same products), so the DiT's pretraining need not encode them again.
+    """
+    means, stds = [], []
+    for i in range(0, len(images), batch_size):
+        dist = vae.encode(to_model_range(images[i:i + batch_size].to(device))).latent_dist
+        means.append(dist.mean.cpu())
+        stds.append(dist.std.cpu())
+    mean, std = torch.cat(means), torch.cat(stds)
+    vae.register_to_config(scaling_factor=1.0 / mean.double().std().item())
+    s = vae.config.scaling_factor
+    return mean * s, std * s
 
 
 def train_vae(images: torch.Tensor, cfg: VAEConfig, seed: int, on_step: OnStep | None = None, *,
-              checkpoint_path=None, checkpoint_every: int = 250, device="cpu", progress: bool = True) -> AutoencoderKL:
+              checkpoint_path=None, checkpoint_every: int = 250, device="cpu",
+              progress: bool = True) -> tuple[AutoencoderKL, tuple[torch.Tensor, torch.Tensor]]:
     """Train on uint8 images (N, C, H, W): reconstruction MSE of a posterior sample + kl_weight * KL per
-    latent element; then set the scaling factor from the training images. Returns the model in eval mode."""
+    latent element; then set the scaling factor from the training images. Returns the model in eval mode
+    and the images' scaled posterior (mean, std), from the pass that set the factor."""
     n, c, h, _ = images.shape
     vae = build_vae(cfg, c, h, seed).to(device)
     gen = torch.Generator().manual_seed(seed)
@@ -185,8 +195,7 @@ def train_vae(images: torch.Tensor, cfg: VAEConfig, seed: int, on_step: OnStep |
     _train(vae, loss_fn, steps=cfg.steps, lr=cfg.lr, warmup=cfg.warmup_steps, weight_decay=0.0, gen=gen,
            fingerprint=fingerprint, ema_decay=None, checkpoint_path=checkpoint_path,
            checkpoint_every=checkpoint_every, on_step=on_step, desc="vae", progress=progress)
-    set_scaling_factor(vae, images, device=device)
-    return vae
+    return vae, set_scaling_factor(vae, images, device=device)
 
 
 @torch.no_grad()

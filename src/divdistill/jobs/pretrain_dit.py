@@ -24,7 +24,7 @@ def run(args) -> None:
 
     from ..data.datasets import load_meta, load_split
     from ..device import resolve
-    from ..generator.latents import encode_posterior
+    from ..generator.latents import TRAIN_LATENTS, latent_cache
     from ..generator.pretrain import DiTConfig, train_dit
     from ..generator.sample import sample_images, save_grid
     from ..generator.weights import load_vae
@@ -39,7 +39,9 @@ def run(args) -> None:
     vae = load_vae(args.vae, dev)
     with start_run(tracking(args), "pretrain", "dit", {"dataset": meta["name"], "seed": p["seed"],
                                                                  **p["dit"]}) as run:
-        mean, std = encode_posterior(vae, train.images, device=dev)
+        # the VAE job's posterior of these images when it was written by this VAE (fingerprint), else encoded
+        post = latent_cache(vae, train.images, Path(args.vae) / TRAIN_LATENTS, flip=False, device=dev, write=False)
+        mean, std = post["mean"], post["std"]
         num_classes = len(meta["labels"])
         dit = train_dit(mean, std, labels, num_classes, DiTConfig(**p["dit"]), p["seed"], log_every(run, 25),
                         checkpoint_path=Path(args.checkpoints) / "dit", device=dev,
