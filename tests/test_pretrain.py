@@ -64,20 +64,19 @@ def test_the_vae_jobs_posterior_serves_the_dit_job_only_for_its_own_vae(images, 
     vae.save_pretrained(tmp_path / "vae")  # as the job does
     save_latent_cache(tmp_path / "vae" / TRAIN_LATENTS, {"mean": mean, "std": std}, fingerprint(vae, images[0]))
     loaded = load_vae(tmp_path / "vae")
+    read = lambda v, x: latent_cache(v, x, tmp_path / "vae" / TRAIN_LATENTS, flip=False, write=False)  # noqa: E731
     fresh = encode_posterior(loaded, images[0])
     assert torch.equal(fresh[0], mean) and torch.equal(fresh[1], std)
     with monkeypatch.context() as m:
         m.setattr(latents_mod, "cache_latents", lambda *a, **k: pytest.fail("encoded a cached posterior"))
-        cached = latent_cache(loaded, images[0], tmp_path / "vae" / TRAIN_LATENTS, flip=False, write=False)
+        cached = read(loaded, images[0])
     assert torch.equal(cached["mean"], mean) and torch.equal(cached["std"], std)
     before = (tmp_path / "vae" / TRAIN_LATENTS).read_bytes()
     other = build_vae(VAEConfig(**VAE), 1, 16, seed=1).eval()
     other.register_to_config(scaling_factor=loaded.config.scaling_factor)
-    assert torch.equal(latent_cache(other, images[0], tmp_path / "vae" / TRAIN_LATENTS, flip=False, write=False)["mean"],
-                       encode_posterior(other, images[0])[0])
+    assert torch.equal(read(other, images[0])["mean"], encode_posterior(other, images[0])[0])
     flipped = images[0].flip(-1)
-    assert torch.equal(latent_cache(loaded, flipped, tmp_path / "vae" / TRAIN_LATENTS, flip=False, write=False)["mean"],
-                       encode_posterior(loaded, flipped)[0])
+    assert torch.equal(read(loaded, flipped)["mean"], encode_posterior(loaded, flipped)[0])
     assert (tmp_path / "vae" / TRAIN_LATENTS).read_bytes() == before  # write=False: the VAE's folder untouched
 
 

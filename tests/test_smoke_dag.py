@@ -54,6 +54,9 @@ def test_smoke_dag_with_8_cores_tracks_every_run(smoke):
         assert abs(float(r["test_acc"]) - 100 * sum(accs) / len(accs)) < 1e-3
     metrics = json.loads((project / "reports" / "metrics.json").read_text())
     assert set(metrics) == set(cfg["tables"]) | {"comparisons"}
+    # the DiT's pretraining took the VAE job's posterior of its training images instead of encoding them
+    assert "posterior read from results/pretrained/vae/train_latents.safetensors" in \
+        (project / "results" / "logs" / "pretrain" / "dit.log").read_text()
     # the paired comparisons: Ours - Minimax on Table 1's rows, with an interval and an MDD (2 seeds)
     ours_minimax = metrics["comparisons"]["table1"]["fashion-hard"]["ours-vs-minimax"]
     assert set(ours_minimax) == {f"ipc{i}" for i in cfg["ipc"]}

@@ -9,6 +9,7 @@ for the demo VAE) so the DiT sees roughly unit variance, as in eq. (1).
 from __future__ import annotations
 
 import hashlib
+import sys
 from pathlib import Path
 
 import torch
@@ -55,8 +56,8 @@ def decode(vae, z: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
 
 # A cache is {"mean", "std"} (N, c, h, w) scaled posterior of every training image, plus
 # {"mean_flip", "std_flip"} for its horizontal flip (fine-tuning's; the demo VAE's own job writes one
-# without flips, TRAIN_LATENTS in its folder, for the DiT's pretraining). The VAE is not flip-equivariant, so the flip is
-# encoded from flipped pixels rather than by flipping latents.
+# without flips, TRAIN_LATENTS in its folder, for the DiT's pretraining). The VAE is not
+# flip-equivariant, so the flip is encoded from flipped pixels rather than by flipping latents.
 
 
 TRAIN_LATENTS = "train_latents.safetensors"  # in the demo VAE's folder: its training images' posterior
@@ -102,8 +103,11 @@ def latent_cache(vae, images: torch.Tensor, path, flip: bool = True, batch_size:
     if Path(path).exists():
         cache, old = load_latent_cache(path)
         if old == fp and ("mean_flip" in cache) == flip:
+            print(f"latents: {len(images)} images' posterior read from {path}", file=sys.stderr)
             return cache
     cache = cache_latents(vae, images, flip, batch_size, device)
     if write:
         save_latent_cache(path, cache, fp)
+    print(f"latents: {len(images)} images encoded" + (f", saved to {path}" if write else
+          f" ({path} holds none for these images and this VAE)"), file=sys.stderr)
     return cache
