@@ -4,16 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .common import (
-    DEVICE,
-    REQ,
-    THREADS,
-    TRACKING,
-    imported,
-    json_arg,
-    log_every,
-    tracking,
-)
+from .common import DEVICE, REQ, THREADS, TRACKING, imported, json_arg, log_every, tracking
 
 ARGS = ((["--data"], REQ), (["--ipc"], {"type": int, **REQ}), (["--seed"], {"type": int, **REQ}),
         (["--params"], REQ), (["--out"], REQ), THREADS, DEVICE, TRACKING)

@@ -8,17 +8,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from .common import (
-    DEVICE,
-    REQ,
-    SEEDS,
-    THREADS,
-    TRACKING,
-    imported,
-    json_arg,
-    pair_up,
-    tracking,
-)
+from .common import DEVICE, REQ, SEEDS, THREADS, TRACKING, imported, json_arg, pair_up, tracking
 
 ARGS = ((["--data"], REQ), (["--distilled"], {"nargs": "+", "help": "one distilled set per seed (none for full)"}),
         (["--cell"], {**REQ, "help": "JSON: dataset, method, ipc, model, distill_seed"}), SEEDS,

@@ -5,17 +5,7 @@ from __future__ import annotations
 
 import time
 
-from .common import (
-    DEVICE,
-    REQ,
-    SEEDS,
-    THREADS,
-    TRACKING,
-    imported,
-    json_arg,
-    pair_up,
-    tracking,
-)
+from .common import DEVICE, REQ, SEEDS, THREADS, TRACKING, imported, json_arg, pair_up, tracking
 
 ARGS = ((["--data"], REQ), (["--vae"], REQ), (["--dit"], REQ), (["--method"], REQ),
         (["--distill-seed"], {"type": int, **REQ}), SEEDS, (["--max-ipc"], {"type": int, **REQ}),
