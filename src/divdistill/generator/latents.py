@@ -28,13 +28,15 @@ def to_uint8(x: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def encode_posterior(vae, images: torch.Tensor, batch_size: int = 256, device="cpu") -> tuple[torch.Tensor, torch.Tensor]:
+def encode_posterior(vae, images: torch.Tensor, batch_size: int = 256, device="cpu",
+                     scale: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Scaled posterior mean and std of every image: (N, c, h, w) each, on the CPU.
 
     A latent sample is ``mean + std * eps`` (already scaled), so fine-tuning can
-    draw a fresh z0 every step without running the encoder again.
+    draw a fresh z0 every step without running the encoder again. ``scale``: the
+    VAE config's ``scaling_factor`` unless given (1.0: the raw posterior).
     """
-    s = vae.config.scaling_factor
+    s = vae.config.scaling_factor if scale is None else scale
     means, stds = [], []
     for i in range(0, len(images), batch_size):
         x = to_model_range(images[i:i + batch_size].to(device))

@@ -33,7 +33,7 @@ from tqdm import tqdm
 from ..io import Checkpoints, tensor_digest
 from ..method.difffit import tie_embedders, untie_embedders
 from ..method.losses import diffusion_loss, require_finite
-from .latents import to_model_range
+from .latents import encode_posterior, to_model_range
 from .sample import make_scheduler
 
 OnStep = Callable[[int, dict], None]
@@ -162,12 +162,7 @@ def set_scaling_factor(vae: AutoencoderKL, images: torch.Tensor, batch_size: int
     Returns the images' scaled posterior mean and std (N, c, h, w), the values ``encode_posterior``
     computes (the same batches, the same products), so the DiT's pretraining need not encode them again.
     """
-    means, stds = [], []
-    for i in range(0, len(images), batch_size):
-        dist = vae.encode(to_model_range(images[i:i + batch_size].to(device))).latent_dist
-        means.append(dist.mean.cpu())
-        stds.append(dist.std.cpu())
-    mean, std = torch.cat(means), torch.cat(stds)
+    mean, std = encode_posterior(vae, images, batch_size, device, scale=1.0)  # x * 1.0 == x: the raw posterior
     vae.register_to_config(scaling_factor=1.0 / mean.double().std().item())
     s = vae.config.scaling_factor
     return mean * s, std * s
