@@ -10,8 +10,8 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 # Every Snakemake start asks Slurm for its configuration (the Slurm plugin); without a cluster that
-# waits ~9 s, with this one it fails at once (tests/slurm/no-cluster.conf). The Slurm tests set their own.
-os.environ["SLURM_CONF"] = str(ROOT / "tests" / "slurm" / "no-cluster.conf")
+# waits ~9 s, with this one it fails at once (profiles/slurm/no-cluster.conf). The Slurm tests set their own.
+os.environ["SLURM_CONF"] = str(ROOT / "profiles" / "slurm" / "no-cluster.conf")
 FASHION = Path("/usr/share/datasets/fashion-mnist")
 BIN = str(Path(sys.executable).parent)
 
