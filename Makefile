@@ -51,7 +51,7 @@ $(FASHION):
 demo: install $(FASHION)
 	@test -d .git || git init --quiet
 	@test -d .dvc || $(BIN)/dvc init --quiet
-	PATH=$(abspath $(BIN)):$$PATH DIVDISTILL_CORES=$(CORES) $(BIN)/dvc repro
+	PATH=$(abspath $(BIN)):$$PATH $(BIN)/dvc repro
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/snakemake --report reports/report.html
 	workflow/scripts/screenshot.sh reports/report.html reports/report.png
 	workflow/scripts/snapshot.sh reports docs/demo

@@ -51,6 +51,16 @@ onstart:
     problems = dd.missing_inputs(config)
     if problems:
         raise FileNotFoundError("missing inputs (nothing was run):\n  " + "\n  ".join(problems))
+    # Local jobs on a machine without a GPU run as forks of one job server that imported torch,
+    # diffusers and MLflow once (~5 s a job otherwise; src/divdistill/jobserver.py). Started first:
+    # its imports overlap the tracking store's set-up below (~3 s for a new mlflow.db).
+    # DIVDISTILL_NO_JOB_SERVER=1: a process per job. Local jobs may also take the cores this run
+    # leaves idle, where that gives the same bits (src/divdistill/threads.py).
+    if workflow.local_exec:
+        from divdistill import jobserver, threads
+
+        os.environ[threads.ENV] = str(workflow.cores)
+        JOB_SERVER["server"] = jobserver.start("results/logs/jobserver.log")
     # Check mlflow.db (never a new history over an old one), create it and every experiment once,
     # before jobs race to do it.
     from divdistill.tracking.store import TrackingError, close_stale_runs, init_tracking
@@ -58,19 +68,13 @@ onstart:
     try:
         init_tracking(config["mlflow"])
     except TrackingError as e:
+        stop_job_server()
         raise SystemExit(f"error: {e}") from None
     closed, left = close_stale_runs(config["mlflow"])  # jobs killed outright never ended their runs
     if closed:
         print(f"marked {closed} MLflow run(s) left RUNNING by killed jobs as KILLED")
     if left:
         print(f"{left} MLflow run(s) RUNNING on other hosts left as they are")
-    # Local jobs on a machine without a GPU run as forks of one job server that imported torch,
-    # diffusers and MLflow once (~5 s a job otherwise; src/divdistill/jobserver.py).
-    # DIVDISTILL_NO_JOB_SERVER=1: a process per job.
-    if workflow.local_exec:
-        from divdistill import jobserver
-
-        JOB_SERVER["server"] = jobserver.start("results/logs/jobserver.log")
 
 
 onsuccess:

@@ -7,7 +7,9 @@ the demo data, a small diffusers ``AutoencoderKL`` and then a small class-condit
 
 Reproducibility: every random draw (init aside) comes from one CPU generator seeded with ``seed``; the
 initialisation draws from torch's global RNG inside ``fork_rng`` seeded with ``seed``, leaving the
-caller's RNG untouched. On CPU with a fixed thread count two runs are bit-identical. With
+caller's RNG untouched. On CPU with a fixed thread count two runs are bit-identical; in a local
+Snakemake run the training may take cores the machine leaves idle, only at thread counts that give
+the same bits (``threads.IdleCores``, checked on the run's own model and batch). With
 ``checkpoint_path`` (a folder keyed by the configuration, ``io.Checkpoints``) the model, EMA, optimiser, generator state and
 step are saved atomically every ``checkpoint_every`` steps and at the end; a run finding one resumes from it and ends with the
 same weights as an uninterrupted run (a finished checkpoint makes a rerun return at once).
@@ -33,6 +35,7 @@ from tqdm import tqdm
 from ..io import Checkpoints, tensor_digest
 from ..method.difffit import tie_embedders, untie_embedders
 from ..method.losses import diffusion_loss, require_finite
+from ..threads import IdleCores
 from .latents import encode_posterior, to_model_range
 from .sample import make_scheduler
 
@@ -112,9 +115,16 @@ def _train(model: torch.nn.Module, loss_fn: Callable[[], tuple[torch.Tensor, dic
         ckpts.save(state)  # a directory: safetensors + JSON, atomic
 
     model.train()
+    # cores the machine leaves idle, where they give the same bits (threads.py): the DiT's pretraining
+    # is the demo's critical path, and the other core runs out of jobs before it ends
+    own = torch.get_num_threads()
+    on_cpu = next(model.parameters()).device.type == "cpu"
+    cores = IdleCores.for_job(lambda n: _same_bits(model, loss_fn, gen, own, n)) if on_cpu else None
     bar = tqdm(range(start, steps), desc=desc, file=sys.stderr, disable=not progress, leave=False,
                initial=start, total=steps)
     for step in bar:
+        if cores is not None:
+            cores.poll()
         for group in opt.param_groups:
             group["lr"] = _lr_at(step, steps, lr, warmup)
         loss, metrics = loss_fn()
@@ -131,8 +141,29 @@ def _train(model: torch.nn.Module, loss_fn: Callable[[], tuple[torch.Tensor, dic
         if on_step is not None:  # after the save: a callback that stops the run loses no finished step
             on_step(step + 1, metrics)
     bar.close()
+    if cores is not None:
+        torch.set_num_threads(cores.base)  # what follows (the sample grid) runs as the job asked
     model.eval()
     return ema
+
+
+def _same_bits(model: torch.nn.Module, loss_fn: Callable[[], tuple[torch.Tensor, dict]], gen: torch.Generator,
+               base: int, threads: int) -> bool:
+    """One loss and its gradients at ``base`` threads and at ``threads``, from the same generator
+    state: equal bit for bit? The run is left as it was (generator state, no gradients, the thread
+    count in use); ``loss_fn``'s forward must keep no state (no batch statistics)."""
+    in_use, state, results = torch.get_num_threads(), gen.get_state(), []
+    for n in (base, threads):
+        torch.set_num_threads(n)
+        gen.set_state(state)
+        model.zero_grad(set_to_none=True)
+        loss, _ = loss_fn()
+        loss.backward()
+        results.append([loss.detach(), *(p.grad for p in model.parameters() if p.grad is not None)])
+    torch.set_num_threads(in_use)
+    gen.set_state(state)
+    model.zero_grad(set_to_none=True)
+    return len(results[0]) == len(results[1]) and all(torch.equal(a, b) for a, b in zip(*results))
 
 
 def _build(cls, seed: int, **kwargs):
