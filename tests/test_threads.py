@@ -28,10 +28,11 @@ class Machine:
         self.busy += cores * seconds
 
 
-def idle_cores(machine, same_bits=lambda n: True, most=2, **kw):
+def idle_cores(machine, same_bits=lambda n: True, most=2, apply=lambda n: None, **kw):
+    """On a fake 2-core machine; the counts it sets are recorded (and passed to ``apply``)."""
     set_to = []
     cores = IdleCores(1, most, same_bits, cpus=[0, 1], busy=lambda: machine.busy, clock=machine.clock,
-                      own=lambda: 0.0, set_threads=set_to.append, **kw)
+                      own=lambda: 0.0, set_threads=lambda n: (set_to.append(n), apply(n)), **kw)
     return cores, set_to
 
 
@@ -70,11 +71,11 @@ def test_at_most_the_lent_cores():
 
 def test_lent_only_by_a_local_run(monkeypatch):
     monkeypatch.delenv(threads.ENV, raising=False)
-    assert IdleCores.for_job(lambda n: True) is None  # a job run by hand, or a Slurm job
+    assert IdleCores.for_job(1, lambda n: True) is None  # a job run by hand, or a Slurm job
     monkeypatch.setenv(threads.ENV, "1")
-    assert IdleCores.for_job(lambda n: True) is None  # --cores 1: nothing to lend
+    assert IdleCores.for_job(1, lambda n: True) is None  # --cores 1: nothing to lend
     monkeypatch.setenv(threads.ENV, "all")
-    assert IdleCores.for_job(lambda n: True) is None
+    assert IdleCores.for_job(1, lambda n: True) is None
     with pytest.raises(ValueError, match="base=3, most=2"):
         IdleCores(3, 2, lambda n: True, cpus=[0, 1])
 
@@ -119,18 +120,15 @@ def test_dit_pretraining_gives_the_same_weights_whatever_the_thread_counts(monke
     monkeypatch.delenv(threads.ENV, raising=False)
     alone = run().state_dict()
 
-    m, used = Machine(), []
+    m, made = Machine(), []  # the counts set by the run's IdleCores
 
-    def alternating(same_bits):
-        def set_threads(n):
-            used.append(n)
-            torch.set_num_threads(n)
-        cores = IdleCores(1, 2, same_bits, cpus=[0, 1], every=0.0, busy=lambda: m.busy, clock=m.clock,
-                          own=lambda: 0.0, set_threads=set_threads)
+    def alternating(base, same_bits):
+        cores, set_to = idle_cores(m, same_bits, every=0.0, apply=torch.set_num_threads)
+        made.append(set_to)
         real_poll = cores.poll
 
         def poll():  # each step one window, its load alternating: idle, busy, idle, ...
-            m.others(0.0 if len(used) % 2 == 0 else 1.0)
+            m.others(0.0 if len(set_to) % 2 == 0 else 1.0)
             return real_poll()
         cores.poll = poll
         return cores
@@ -140,6 +138,7 @@ def test_dit_pretraining_gives_the_same_weights_whatever_the_thread_counts(monke
         mixed = run().state_dict()
     finally:
         torch.set_num_threads(1)
+    used = made[0]
     if not used:
         pytest.skip("on this CPU two threads give the DiT's step other bits: the probe keeps one thread")
     assert used[:4] == [2, 1, 2, 1]

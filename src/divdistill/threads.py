@@ -1,6 +1,6 @@
 """Idle cores for the critical path: a CPU job's torch threads grow onto cores nobody else is using.
 
-    cores = IdleCores.for_job(same_bits)   # None unless a local Snakemake run lends it cores
+    cores = IdleCores.for_job(threads, same_bits)   # None unless a local Snakemake run lends it cores
     for step in range(steps):
         cores.poll()                       # every `every` seconds: look at the machine, maybe resize
         ...
@@ -63,16 +63,13 @@ class IdleCores:
         self._last = self._sample()
 
     @classmethod
-    def for_job(cls, same_bits: Callable[[int], bool], **kwargs) -> IdleCores | None:
-        """From ``$DIVDISTILL_CORES`` and the job's current thread count; None when it lends nothing."""
+    def for_job(cls, base: int, same_bits: Callable[[int], bool], **kwargs) -> IdleCores | None:
+        """For a job running ``base`` threads, from ``$DIVDISTILL_CORES``; None when it lends nothing."""
         lent = os.environ.get(ENV, "")
-        if not lent.isdigit():
+        if not lent.isdigit() or int(lent) <= base:
             return None
-        import torch
-
-        base = torch.get_num_threads()
-        most = min(int(lent), len(os.sched_getaffinity(0)))
-        return cls(base, most, same_bits, **kwargs) if most > base else None
+        cores = cls(base, int(lent), same_bits, **kwargs)
+        return cores if cores.most > base else None  # most: at most the cores this process may use
 
     def _sample(self) -> tuple[float, float, float]:
         return self._clock(), self._busy(), self._own()

@@ -119,7 +119,7 @@ def _train(model: torch.nn.Module, loss_fn: Callable[[], tuple[torch.Tensor, dic
     # is the demo's critical path, and the other core runs out of jobs before it ends
     own = torch.get_num_threads()
     on_cpu = next(model.parameters()).device.type == "cpu"
-    cores = IdleCores.for_job(lambda n: _same_bits(model, loss_fn, gen, own, n)) if on_cpu else None
+    cores = IdleCores.for_job(own, lambda n: _same_bits(model, loss_fn, gen, own, n)) if on_cpu else None
     bar = tqdm(range(start, steps), desc=desc, file=sys.stderr, disable=not progress, leave=False,
                initial=start, total=steps)
     for step in bar:
@@ -142,7 +142,7 @@ def _train(model: torch.nn.Module, loss_fn: Callable[[], tuple[torch.Tensor, dic
             on_step(step + 1, metrics)
     bar.close()
     if cores is not None:
-        torch.set_num_threads(cores.base)  # what follows (the sample grid) runs as the job asked
+        torch.set_num_threads(own)  # what follows (the sample grid) runs as the job asked
     model.eval()
     return ema
 
