@@ -5,6 +5,7 @@
 #              tables and figure in reports/study/, its report page reports/study/report.html
 # make test  — install (first use), then run the test suite (all of it; the 15 slowest are listed)
 # make test-fast — the edit loop: no DAG runs, no Snakemake or DVC subprocesses (markers slow, workflow)
+# make verify — every rendered table cell's result files still there and unchanged since rendering
 # make ui    — MLflow UI on the runs, bound to 127.0.0.1
 PY      := python3.11
 VENV    := .venv
@@ -19,7 +20,7 @@ FASHION := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 SLURM_CONF ?= $(abspath profiles/slurm/no-cluster.conf)
 export SLURM_CONF
 
-.PHONY: demo study test test-fast ui install lint clean-results
+.PHONY: demo study test test-fast ui install lint verify clean-results
 
 $(BIN)/activate:
 	$(PY) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -61,6 +62,7 @@ demo: install $(FASHION)
 STUDY := --configfile config/study.yaml  # overlaid on params.yaml
 
 study: install $(FASHION)
+	$(BIN)/divdistill check --config params.yaml config/study.yaml  # names a broken line of the overlay: Snakemake's own message does not
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/snakemake --cores $(CORES) $(STUDY) -- study
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/snakemake $(STUDY) --report reports/study/report.html -- study
 
@@ -77,6 +79,11 @@ test: install
 
 test-fast: install
 	PATH=$(abspath $(BIN)):$$PATH $(PYTEST) -m "not slow and not workflow" --durations=10
+
+# The rendered tables against the result files they were made from (hashes recorded at render time):
+# names each cell whose evidence is missing or changed, and the command that rebuilds it.
+verify: install
+	$(BIN)/divdistill verify
 
 lint: install
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/snakemake --lint

@@ -7,6 +7,18 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 
+# params.yaml read once by us first: a syntax error is one line, params.yaml:LINE:COLUMN (Snakemake's
+# own message names neither). An overlay given with --configfile is read by Snakemake before this file
+# runs: `divdistill check --config FILE` names the line there (make study runs it first).
+from divdistill.experiment import config as dd
+
+if os.path.exists("params.yaml"):
+    try:
+        dd.load("params.yaml")
+    except dd.ConfigError as e:
+        raise SystemExit(f"error: {e}") from None
+
+
 configfile: "params.yaml"
 
 

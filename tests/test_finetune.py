@@ -274,11 +274,45 @@ def test_resume_after_crash_is_bit_identical(setup, tmp_path):
     assert summary["resumed_from"] == 5
     assert_same_weights(full, resumed)
     assert_same_checkpoint(load_checkpoint(keyed(tmp_path / "a")), load_checkpoint(kb))
-    assert [p.name for p in kb.iterdir()] == ["step-00000012"]  # older ones dropped
+    assert sorted(p.name for p in kb.iterdir()) == ["step-00000010", "step-00000012"]  # the newest and its fallback
 
     again, summary = run(setup, checkpoint_every=5, checkpoint_dir=tmp_path / "a")  # finished: nothing to do
     assert summary["resumed_from"] == 12
     assert_same_weights(full, again)
+
+
+@pytest.mark.parametrize("damage", ["truncated tensors", "broken state.json", "both checkpoints"])
+def test_a_damaged_newest_checkpoint_falls_back_and_the_job_finishes(setup, tmp_path, capsys, damage):
+    """A job killed after two checkpoints (5 and 10) whose newest one is then damaged: the rerun sets it
+    aside (named in the log, not deleted), resumes from the one before (or, with both damaged, starts
+    fresh), finishes, and equals an uninterrupted run bit for bit."""
+    full, _ = run(setup, checkpoint_every=5)
+
+    def crash(log):
+        if log["step"] == 11:
+            raise Crash
+
+    with pytest.raises(Crash):
+        run(setup, checkpoint_every=5, checkpoint_dir=tmp_path, on_step=crash)
+    root = keyed(tmp_path)
+    newest, previous = root / "step-00000010", root / "step-00000005"
+    broken = [newest, previous] if damage == "both checkpoints" else [newest]
+    for d in broken:
+        if damage == "broken state.json":
+            (d / "state.json").write_text((d / "state.json").read_text()[:-40])
+        else:
+            tensors = d / "tensors.safetensors"
+            tensors.write_bytes(tensors.read_bytes()[:-1000])
+    capsys.readouterr()
+    resumed, summary = run(setup, checkpoint_every=5, checkpoint_dir=tmp_path)
+    err = capsys.readouterr().err
+    for d in broken:
+        assert f"checkpoints: {d} is damaged" in err and f"set aside as {root / ('damaged-' + d.name)}" in err
+    assert summary["resumed_from"] == (None if damage == "both checkpoints" else 5)
+    if damage == "both checkpoints":
+        assert "none readable for this configuration" in err and "starting fresh" in err
+    assert_same_weights(full, resumed)
+    assert all((root / f"damaged-{d.name}").is_dir() for d in broken)  # kept for the user to look at
 
 
 def test_changed_setting_starts_fresh_beside_the_old_checkpoint(setup, tmp_path, capsys):

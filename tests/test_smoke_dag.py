@@ -246,3 +246,39 @@ def test_study_on_the_smoke_dag(smoke):
                      "prdc_density_seed0"} <= set(runs[0].data.metrics)
     assert "Nothing to be done" in run(["snakemake", "-n", "--configfile", "study.yaml", "--", "study"],
                                        project).stdout
+
+
+def test_damaged_and_deleted_results_are_named_and_rebuilt(smoke):
+    """On the finished smoke DAG, as a careless user: a '{' written into an evaluation JSON in place
+    leaves its kept copy under results/history intact; the next run stops at the parents job naming the
+    file, line and column; `divdistill verify` (make verify) names the cell of a damaged and of a deleted
+    result with the command that rebuilds them; that command rebuilds them, after which verify passes."""
+    project, cfg, _ = smoke
+    ipc = str(cfg["ipc"][0])
+    assert run(["divdistill", "verify"], project).returncode == 0  # the finished run has all its evidence
+    damaged = project / f"results/eval/fashion-hard/ours/ipc{ipc}/convnet/distill0-seed0.json"
+    deleted = project / f"results/eval/fashion-hard/random/ipc{ipc}/convnet/distill0-seed0.json"
+    good = json.loads(damaged.read_text())
+    kept = project / "results/history" / damaged.relative_to(project / "results") / f"{good['run_id']}.json"
+    assert json.loads(kept.read_text()) == good
+    with open(damaged, "r+") as f:  # in place, as an editor or `>` would: the same inode
+        f.write("{{")
+    assert json.loads(kept.read_text()) == good  # the kept copy is another file
+    deleted.unlink()
+
+    p = run(["divdistill", "verify"], project, check=False)
+    assert p.returncode == 1
+    assert f"table1 fashion-hard / ours / {ipc} / convnet: {damaged.relative_to(project)} changed" in p.stdout
+    assert f"table1 fashion-hard / random / {ipc} / convnet: {deleted.relative_to(project)} is missing" in p.stdout
+    command = p.stdout.rstrip().splitlines()[-1].strip()
+    assert command.startswith("rm -f -- ") and command.endswith("--forcerun parents render -- all")
+
+    p = run(["snakemake", "--cores", "2", "all"], project, check=False)  # the damaged file is newer: read again
+    assert p.returncode != 0
+    log = (project / "results/logs/parents.log").read_text()
+    assert f"{damaged.relative_to(project)}:1:2: not valid JSON" in log, log[-2000:]
+
+    run(["bash", "-c", command], project)  # the printed command, as a user would paste it
+    assert json.loads(damaged.read_text())["test_acc"] == good["test_acc"]  # same seed, same result
+    assert deleted.is_file()
+    assert "every one present and unchanged" in run(["divdistill", "verify"], project).stdout

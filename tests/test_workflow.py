@@ -93,7 +93,7 @@ def test_dvc_repro_and_experiment_rerun_only_evaluations(project):
     run(["dvc", "repro"], project)
     assert "didn't change" in run(["dvc", "repro"], project).stdout
 
-    history = project / "results" / "history"  # every finished output's hard link: it grows, by design
+    history = project / "results" / "history"  # every finished output's copy: it grows, by design
     results = [p for p in sorted((project / "results").rglob("*.json")) + sorted((project / "results").rglob("*.safetensors"))
                if history not in p.parents]
     mtimes = {p: p.stat().st_mtime_ns for p in results}

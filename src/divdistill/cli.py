@@ -5,6 +5,7 @@
     divdistill evaluate --data results/data/fashion-hard --distilled A B --cell '{...}' --seeds 0 1 --out ...
     divdistill render   --spec '{...}' --results ... --tables reports/tables ...
     divdistill check    --config params.yaml
+    divdistill verify   # the rendered tables against the result files they were made from
     divdistill serve    --socket /tmp/divdistill-x/jobs.sock   # the job server (jobserver.py)
 
 A job module holds ``ARGS`` (its argparse arguments) and ``run(args)``, and imports what it needs
@@ -24,7 +25,7 @@ JOBS = {
     "prepare": "prepare", "features": "features", "select": "select", "dm": "dm", "evaluate": "evaluate",
     "pretrain-vae": "pretrain_vae", "pretrain-dit": "pretrain_dit", "encode": "encode", "finetune": "finetune",
     "sample": "sample", "diversity": "diversity", "figure1": "figure1", "parents": "parents", "render": "render",
-    "study": "study", "check": "check", "init-tracking": "init_tracking", "serve": "serve",
+    "study": "study", "check": "check", "verify": "verify", "init-tracking": "init_tracking", "serve": "serve",
 }
 
 

@@ -13,12 +13,17 @@ from divdistill.experiment.grid import (DATA, DISTILLED, DIVERSITY as DIVERSITY_
 # nan/inf first (no schema bound rejects them), then types, ranges and unknown keys (the schema),
 # then names against the name tables and relations between keys (dd.check also adds params.yaml's
 # own methods to the name table).
+# Schema errors come one line each, naming the file that holds the key (our own pass, before
+# Snakemake's validate, which then only fills in the schema's defaults).
+CONFIG_FILES = [*workflow.configfiles, *(str(f) for f in workflow.overwrite_configfiles if str(f) not in workflow.configfiles)]
 try:
     dd.check_finite(config)
+    if problems := dd.schema_errors(config, CONFIG_FILES, os.path.join(workflow.basedir, "workflow/schemas/params.schema.yaml")):
+        raise grid.ConfigError("invalid configuration (nothing was run):\n  " + "\n  ".join(problems))
     validate(config, "../schemas/params.schema.yaml")
     dd.check(config)
 except grid.ConfigError as e:
-    raise ValueError(str(e)) from None
+    raise SystemExit(f"error: {e}") from None
 
 CELLS = grid.cells(config)
 # evaluate.one_job_per: "cell" runs every seed of a table cell in one process (the demo: a job's
@@ -29,7 +34,7 @@ TABLES = list(config["tables"])
 # Jobs find the MLflow settings in their environment rather than in params;
 # changing where runs are logged must not re-run the experiments.
 os.environ.update(DIVDISTILL_TRACKING=json.dumps(config["mlflow"]))
-# Every finished output is also hard-linked under results/history/<output>/<MLflow run id> (io.keep):
+# Every finished output is also copied under results/history/<output>/<MLflow run id> (io.keep):
 # Snakemake deletes an output before re-running its job, and a rerun that fails must not lose it.
 os.environ.update(DIVDISTILL_HISTORY=grid.HISTORY)
 

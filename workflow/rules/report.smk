@@ -51,6 +51,7 @@ rule render:
                   labels={"figure": "Figure 4: hyper-parameter sweeps"}) if f.endswith(".png") else f
            for f in SWEEP_FIGURES],
         metrics=grid.METRICS,
+        evidence=grid.EVIDENCE,
         plots=directory(grid.CURVES),
         sweeps=SWEEP_PLOTS,
     params:
@@ -68,7 +69,7 @@ rule render:
     shell:
         "divdistill render --spec {params.spec:q} --results {input.results:q} --diversity {input.diversity:q} "
         "--grids {params.grids:q} --tables {params.tables:q} --parents {input.parents:q} "
-        "--metrics {output.metrics:q} --plots {output.plots:q} --sweep-plots {params.sweep_plots:q} 2> {log:q}"
+        "--metrics {output.metrics:q} --evidence {output.evidence:q} --plots {output.plots:q} --sweep-plots {params.sweep_plots:q} 2> {log:q}"
 
 
 if STUDY_CELLS:

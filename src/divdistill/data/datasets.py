@@ -12,26 +12,27 @@ reads only this format, so new sources (ImageNet subsets) plug in by writing it.
 
 from __future__ import annotations
 
-import gzip
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from ..io import load_tensors, read_json, save_tensors, write_json
+from ..io import DamagedFile, load_tensors, read_gzip, read_json, save_tensors, write_json
 from .imagenet import prepare_imagenet
-from .registry import FASHION_FILES, DatasetSpec, check_fashion_root, get_spec
+from .registry import FASHION_FILES, FASHION_REINSTALL, DatasetSpec, check_fashion_root, get_spec, idx_dims
 
 # ---------------------------------------------------------------- sources
 
 def _read_idx(path: Path) -> np.ndarray:
-    """IDX format (big-endian dims after a magic number whose last byte is the rank)."""
-    with gzip.open(path, "rb") as f:
-        raw = f.read()
-    ndim = raw[3]
-    dims = np.frombuffer(raw, dtype=">u4", count=ndim, offset=4).astype(int)
-    return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
+    """IDX format (big-endian dims after a magic number whose last byte is the rank); a damaged file is
+    named (DamagedFile) with what is wrong with it."""
+    raw = read_gzip(path, todo=FASHION_REINSTALL)
+    try:
+        dims = idx_dims(raw)
+    except ValueError as e:
+        raise DamagedFile(path, str(e), FASHION_REINSTALL) from None
+    return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * len(dims)).reshape(dims)
 
 
 def read_fashion(root, split: str) -> tuple[np.ndarray, np.ndarray]:

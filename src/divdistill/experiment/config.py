@@ -8,26 +8,85 @@ without a size). Both run before any job starts.
 
 from __future__ import annotations
 
+import difflib
 import math
 from pathlib import Path
 
-import yaml
-
 from ..baselines.reported import REPORTED_METHODS
 from ..data.registry import DATASETS
+from ..io import DamagedFile, read_yaml
 from . import methods
 from .grid import ConfigError, datasets_prepared, datasets_used
 
 
 def load(path) -> dict:
+    """A configuration file; a syntax error is one line, ``params.yaml:5:6: YAML syntax error: ...``."""
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"{path} does not exist")
-    with open(path) as f:
-        cfg = yaml.safe_load(f)
+    try:
+        cfg = read_yaml(path)
+    except DamagedFile as e:
+        raise ConfigError(str(e)) from None
     if not isinstance(cfg, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level, got {type(cfg).__name__}")
     return cfg
+
+
+SCHEMA = Path(__file__).resolve().parents[3] / "workflow" / "schemas" / "params.schema.yaml"
+
+
+def schema_errors(cfg: dict, files=("params.yaml",), schema=SCHEMA) -> list[str]:
+    """One line per place where ``cfg`` breaks the JSON schema, prefixed by the file (of ``files``, the
+    merged configuration's sources, last overlay first) that holds the key at fault, e.g.
+    ``params.yaml: unknown key 'finetun' (did you mean 'finetune'?)``; no dump of the schema."""
+    import jsonschema
+
+    sources = [(str(f), _load_quietly(f)) for f in reversed([str(f) for f in files])]
+    validator = jsonschema.Draft202012Validator(read_yaml(schema))
+    lines, meant = [], set()  # meant: (where, key) a misspelt key stood for; its "required" error is that one
+    errors = sorted(validator.iter_errors(cfg), key=lambda e: (e.validator == "required", [str(p) for p in e.absolute_path]))
+    for e in errors:
+        where = list(e.absolute_path)
+        if e.validator == "additionalProperties":
+            allowed = list(e.schema.get("properties", {}))
+            for key in sorted(set(e.instance) - set(allowed)):
+                near = difflib.get_close_matches(str(key), allowed, n=1)
+                meant.update((tuple(where), n) for n in near)
+                hint = f" (did you mean {near[0]!r}?)" if near else f" (known: {', '.join(allowed)})"
+                lines.append(f"{_source(sources, [*where, key])}: {_dotted(where)}unknown key {key!r}{hint}")
+        elif not (e.validator == "required" and any((tuple(where), k) in meant for k in e.validator_value)
+                  and all(k in e.instance or (tuple(where), k) in meant for k in e.validator_value)):
+            lines.append(f"{_source(sources, where)}: {_dotted(where)}{e.message}")
+    return lines
+
+
+def _load_quietly(path):
+    try:
+        return read_yaml(path)
+    except (OSError, ValueError):
+        return None
+
+
+def _source(sources, where: list) -> str:
+    """The first of ``sources`` (file, parsed content) that holds the key path ``where``."""
+    for name, tree in sources:
+        node = tree
+        for k in where:
+            if isinstance(node, dict) and k in node:
+                node = node[k]
+            elif isinstance(node, list) and isinstance(k, int) and k < len(node):
+                node = node[k]
+            else:
+                break
+        else:
+            return name
+    return sources[-1][0] if sources else "config"
+
+
+def _dotted(where: list) -> str:
+    path = "".join(f"[{k}]" if isinstance(k, int) else f".{k}" for k in where).lstrip(".")
+    return f"{path}: " if path else ""
 
 
 
@@ -44,8 +103,9 @@ def prepare_args(cfg: dict, dataset: str) -> dict:
 
 
 def missing_inputs(cfg: dict) -> list[str]:
-    """Every missing dataset file or weight folder the config needs, each with how to obtain it.
-    Cheap (folder listings and config.json files): run before any job starts."""
+    """Every missing or damaged dataset file or weight folder the config needs, each with how to obtain
+    it. Cheap (folder listings, config.json files, weights' headers, Fashion-MNIST's four files read
+    through once): run before any job starts."""
     from ..data.imagenet import check_imagenet_root
     from ..data.registry import check_fashion_root
 
@@ -53,7 +113,7 @@ def missing_inputs(cfg: dict) -> list[str]:
     for name in datasets_prepared(cfg):
         spec = DATASETS[name]
         if spec.source == "fashion-mnist":
-            problems += [p for p in check_fashion_root(d["fashion_root"]) if p not in problems]
+            problems += [p for p in check_fashion_root(d["fashion_root"], read=True) if p not in problems]
         else:
             per_class = {"train": d["train_per_class"], "test": d["test_per_class"]}
             found = check_imagenet_root(spec, d["imagenet_root"], d.get("imagenet_layout", "imagenet"), per_class,

@@ -33,8 +33,9 @@ DISTILLED_PER_IPC = "results/distilled/{dataset}/{method}/ipc{ipc}/distill{disti
 SAMPLE_GRID = "results/figures/samples/{dataset}-{method}-distill{distill_seed}.png"
 EVAL = "results/eval/{dataset}/{method}/ipc{ipc}/{model}/distill{distill_seed}-seed{seed}.json"
 DIVERSITY = "results/diversity/{dataset}/{method}/distill{distill_seed}-seed{seed}.json"
+EVIDENCE = "results/evidence.json"  # the result files (and sha256) each rendered cell was made from
 PARENTS = "results/parents.json"  # the MLflow run of every table cell (tracking/parents.py)
-HISTORY = "results/history"  # io.keep: every finished output, hard-linked by MLflow run id
+HISTORY = "results/history"  # io.keep: every finished output, copied, by MLflow run id
 
 TABLE = "reports/tables/{table}.{ext}"
 COMPARISONS = "reports/tables/comparisons.{ext}"

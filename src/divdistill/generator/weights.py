@@ -12,13 +12,13 @@ Architectures are checked from ``config.json`` before any weights are read.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from diffusers import AutoencoderKL, DiTTransformer2DModel
-from safetensors import safe_open
+
+from ..io import DamagedFile, read_json, safetensors_damage
 
 WEIGHTS_STEM = "diffusion_pytorch_model"
 
@@ -74,22 +74,19 @@ def locate(role: str, path) -> tuple[Path | None, list[str]]:
     if fmt is None:
         return None, [f"{folder}: config.json but no {WEIGHTS_STEM}.safetensors/.bin (incomplete download?); {fetch}"]
     try:
-        json.loads((folder / "config.json").read_text())
-    except (OSError, ValueError) as e:
-        return None, [f"{folder / 'config.json'}: unreadable ({e}); {fetch}"]
+        read_json(folder / "config.json", todo=fetch)
+    except (OSError, ValueError) as e:  # DamagedFile names the file, line and column
+        return None, [str(e)]
     safe, variant = fmt
     single = folder / f"{WEIGHTS_STEM}{'.' + variant if variant else ''}.safetensors"
-    if safe and single.is_file():  # the header only: cheap, and a truncated or foreign file fails here
-        try:
-            with safe_open(str(single), framework="pt") as f:
-                f.keys()
-        except Exception as e:  # safetensors raises its own SafetensorError
-            return None, [f"{single}: weights file unreadable ({e}; truncated download?); {fetch}"]
+    if safe and single.is_file():  # the header and length only: cheap, and a truncated or foreign file fails here
+        if damage := safetensors_damage(single):
+            return None, [f"{single}: weights file unreadable: {damage} (incomplete download?); {fetch}"]
     return folder, []
 
 
 def read_config(folder) -> dict:
-    return json.loads((Path(folder) / "config.json").read_text())
+    return read_json(Path(folder) / "config.json", todo="fetch the model folder again")
 
 
 def vae_factor(vae_cfg: dict) -> int:
@@ -153,7 +150,13 @@ def check_weights(dit_dir, vae_encode_dir, vae_decode_dir, *, labels=(), resolut
 
 
 def _load(cls, folder: Path, device, dtype):
+    """A diffusers model from ``folder``; its config.json and safetensors weights are checked first, so a
+    damaged file is named (DamagedFile) rather than failing inside diffusers."""
     safe, variant = _weights_format(folder)
+    read_json(folder / "config.json")
+    weights = folder / f"{WEIGHTS_STEM}{'.' + variant if variant else ''}.safetensors"
+    if safe and weights.is_file() and (damage := safetensors_damage(weights)):
+        raise DamagedFile(weights, f"weights file {damage}")
     model = cls.from_pretrained(folder, local_files_only=True, use_safetensors=safe, variant=variant,
                                 torch_dtype=dtype, low_cpu_mem_usage=False)
     return model.to(device).eval()

@@ -11,7 +11,8 @@ ARGS = ((["--spec"], {**REQ, "help": "JSON with params.yaml's tables, ipc, seeds
         (["--grids"], {"nargs": "*", "default": [], "help": "SRC=DST sample grids to copy"}),
         (["--tables"], REQ), (["--metrics"], REQ), (["--plots"], REQ),
         (["--sweep-plots"], {"default": "reports/plots/sweeps", "help": "Figure 4's points as CSVs (with sweeps)"}),
-        (["--parents"], {"help": "the parents job's file: cell -> MLflow run (links in the HTML tables)"}))
+        (["--parents"], {"help": "the parents job's file: cell -> MLflow run (links in the HTML tables)"}),
+        (["--evidence"], {"help": "where to record each cell's result files and their sha256 (divdistill verify)"}))
 
 
 def run(args) -> None:
@@ -24,4 +25,5 @@ def run(args) -> None:
     methods.use(spec)
     render_all(spec, args.results, args.tables, args.metrics, args.plots, args.diversity,
                dict(g.split("=", 1) for g in args.grids),
-               parents=None if args.parents is None else read_json(args.parents), out_sweeps=args.sweep_plots)
+               parents=None if args.parents is None else read_json(args.parents), out_sweeps=args.sweep_plots,
+               out_evidence=args.evidence)

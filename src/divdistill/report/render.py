@@ -13,6 +13,7 @@ from ..evaluate.names import net_labels
 from ..experiment import methods
 from ..io import atomic_path, read_json, write_json, write_text
 from . import compare
+from .evidence import evidence
 from .aggregate import aggregate, metrics_tree, write_curves, write_sweeps
 from .html import render_html
 from .tables import render_latex, render_markdown
@@ -59,7 +60,7 @@ def render_diversity(cfg: dict, diversity: list[dict]) -> str:
 
 def render_all(cfg: dict, result_paths: list[str], out_tables, out_metrics, out_plots,
                diversity_paths: list[str] = (), grids: dict | None = None, out_figures="reports/figures",
-               parents: dict | None = None, out_sweeps="reports/plots/sweeps") -> dict:
+               parents: dict | None = None, out_sweeps="reports/plots/sweeps", out_evidence=None) -> dict:
     """Every report file. ``parents`` (tracking/parents.py's file: {"experiment_id", "parents":
     {"dataset/method/ipc/model": run id}}) lets the HTML tables link each cell to its MLflow run."""
     results = [read_json(p) for p in result_paths]
@@ -88,4 +89,6 @@ def render_all(cfg: dict, result_paths: list[str], out_tables, out_metrics, out_
                      out_sweeps)
     tree = {**metrics_tree(cfg, agg), "comparisons": compare.metrics_tree(compared)}
     write_json(out_metrics, tree)
+    if out_evidence is not None:  # last: the files as they were when every table above was made
+        write_json(out_evidence, evidence(cfg, diversity_paths))
     return tree

@@ -85,7 +85,7 @@ def _database_problem(path: Path) -> str | None:
 
 def results_with_runs(results="results", limit: int = 3) -> list[Path]:
     """Up to ``limit`` result files under ``results`` that name an MLflow run (``run_id``)."""
-    import json
+    from ..io import read_json
 
     found = []
     root = Path(results)
@@ -93,9 +93,9 @@ def results_with_runs(results="results", limit: int = 3) -> list[Path]:
         if "history" in path.relative_to(root).parts[:1]:
             continue
         try:
-            if "run_id" in json.loads(path.read_text()):
+            if "run_id" in read_json(path):
                 found.append(path)
-        except (OSError, ValueError):
+        except (OSError, ValueError):  # a damaged result (DamagedFile) names no run: the scan goes on
             continue
         if len(found) >= limit:
             break
