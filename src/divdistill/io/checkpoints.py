@@ -161,7 +161,7 @@ class Checkpoints:
         if ck is None:
             others = [d.name for d in self.dir.parent.glob("*") if d.is_dir() and d != self.dir]
             note = f" ({len(others)} other configuration(s) kept beside it)" if others else ""
-            self.log(f"checkpoints: none readable for this configuration in {self.dir}: starting fresh{note}")
+            self.log(f"checkpoints: none for this configuration in {self.dir}: starting fresh{note}")
             return None
         if ck.get("identity") != self.identity:  # a folder copied or edited by hand
             ours, theirs = json.loads(self.identity), json.loads(ck.get("identity") or "{}")

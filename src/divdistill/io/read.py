@@ -35,8 +35,10 @@ class DamagedFile(ValueError):
 
 def _exists(path) -> Path:
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist" if not path.exists() else f"{path} is not a file")
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist")
+    if path.is_dir():
+        raise IsADirectoryError(f"{path} is a folder, not a file")
     return path
 
 
