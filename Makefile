@@ -78,6 +78,7 @@ test: install
 	PATH=$(abspath $(BIN)):$$PATH $(PYTEST) --durations=15
 
 test-fast: install
+	$(BIN)/lint-imports  # the layers of pyproject.toml
 	PATH=$(abspath $(BIN)):$$PATH $(PYTEST) -m "not slow and not workflow" --durations=10
 
 # The rendered tables against the result files they were made from (hashes recorded at render time):
@@ -86,6 +87,7 @@ verify: install
 	$(BIN)/divdistill verify
 
 lint: install
+	$(BIN)/lint-imports  # the layers of pyproject.toml ([tool.importlinter])
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/snakemake --lint
 
 # 127.0.0.1 only: the UI has no authentication, so it is not offered to the network

@@ -64,12 +64,12 @@ onstart:
     if problems:
         raise FileNotFoundError("missing inputs (nothing was run):\n  " + "\n  ".join(problems))
     # Local jobs on a machine without a GPU run as forks of one job server that imported torch,
-    # diffusers and MLflow once (~5 s a job otherwise; src/divdistill/jobserver.py). Started first:
+    # diffusers and MLflow once (~5 s a job otherwise; src/divdistill/runtime/jobserver.py). Started first:
     # its imports overlap the tracking store's set-up below (~3 s for a new mlflow.db).
     # DIVDISTILL_NO_JOB_SERVER=1: a process per job. Local jobs may also take the cores this run
-    # leaves idle, where that gives the same bits (src/divdistill/threads.py).
+    # leaves idle, where that gives the same bits (src/divdistill/runtime/threads.py).
     if workflow.local_exec:
-        from divdistill import jobserver, threads
+        from divdistill.runtime import jobserver, threads
 
         os.environ[threads.ENV] = str(workflow.cores)
         JOB_SERVER["server"] = jobserver.start("results/logs/jobserver.log")

@@ -6,7 +6,7 @@ problems at real size show up here (on the CPU, in the tests) rather than on a u
         --images 16 --eval-steps 20                  # benchmarks/gpu.sh: throughput against FLOP limits
 
 What runs (generator/architectures.py holds the published configurations):
- 1. DiT-XL/2-256 built, its 28 per-block embedders tied (method/difffit.py tie_embedders): the unique
+ 1. DiT-XL/2-256 built, its 28 per-block embedders tied (generator/embedders.py tie_embedders): the unique
     parameter count must equal architectures.dit_parameters() (674,834,720: DiT's 675M without its
     fixed position table), and DiffFit's trainable count architectures.difffit_trainable() (1,739,552).
  2. Fine-tuning steps at batch 8 with both memories full (K = 64 latents of 4x32x32 per class, two
@@ -41,14 +41,15 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from diffusers import AutoencoderKL, DiTTransformer2DModel  # noqa: E402
 
 from divdistill.data.augment import AugmentConfig  # noqa: E402
-from divdistill.device import resolve  # noqa: E402
+from divdistill.runtime.device import resolve  # noqa: E402
 from divdistill.evaluate.nets import build_net  # noqa: E402
 from divdistill.evaluate.trainer import TrainConfig, seed_everything, train_and_test  # noqa: E402
 from divdistill.experiment import config as dd  # noqa: E402
 from divdistill.generator.architectures import DIT_XL_2_256, SD_VAE, difffit_trainable, dit_parameters  # noqa: E402
 from divdistill.generator.latents import decode  # noqa: E402
 from divdistill.generator.sample import make_scheduler, sample_latents  # noqa: E402
-from divdistill.method.difffit import apply_difffit, count_trainable, fold_difffit, tie_embedders, untie_embedders  # noqa: E402,E501
+from divdistill.generator.embedders import tie_embedders, untie_embedders  # noqa: E402
+from divdistill.method.difffit import apply_difffit, count_trainable, fold_difffit  # noqa: E402
 from divdistill.method.finetune import FinetuneConfig, step_loss  # noqa: E402
 from divdistill.method.memory import Memory  # noqa: E402
 

@@ -8,8 +8,9 @@ import torch
 
 from divdistill.baselines.dm import DMConfig, DSAConfig, apply_siamese, distill_dm
 from divdistill.baselines.features import embed, load_feature_net, save_feature_net, train_feature_net
-from divdistill.baselines.select import herding_order, kcenter_order, select
+from divdistill.baselines.select import herding_order, kcenter_order, needs_features, select
 from divdistill.data.datasets import ImageSet
+from divdistill.experiment import methods
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -131,6 +132,9 @@ def test_nested_prefixes_and_errors(method):
         select(method, train, 11, 0, features=feats)
     with pytest.raises(ValueError, match="needs features"):
         select(method, train, 3, 0)
+    # the selector's own signature and the name table (which tells the DAG to train the features) agree
+    assert needs_features(method) and methods.get(method).features
+    assert not needs_features("random") and not methods.get("random").features
     with pytest.raises(ValueError, match="features must be"):
         select(method, train, 3, 0, features=feats[:-1])
 

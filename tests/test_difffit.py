@@ -4,7 +4,8 @@ import pytest
 import torch
 from diffusers import DiTTransformer2DModel
 
-from divdistill.method.difffit import GAMMA, apply_difffit, count_trainable, fold_difffit, tie_class_embeddings
+from divdistill.generator.embedders import tie_class_embeddings
+from divdistill.method.difffit import GAMMA, apply_difffit, count_trainable, fold_difffit
 
 CFG = dict(sample_size=8, in_channels=4, out_channels=8, patch_size=2, num_layers=4, num_attention_heads=2,
            attention_head_dim=8, num_embeds_ada_norm=10, norm_type="ada_norm_zero")

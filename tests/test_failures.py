@@ -8,7 +8,7 @@ from mlflow.tracking import MlflowClient
 
 from divdistill import cli
 from divdistill.io import save_tensors, write_json
-from divdistill.method.losses import require_finite
+from divdistill.runtime.finite import require_finite
 from divdistill.tracking.store import experiment_name, init_tracking
 
 

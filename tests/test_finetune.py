@@ -13,11 +13,12 @@ from diffusers import AutoencoderKL, DDPMScheduler, DiTTransformer2DModel
 
 import divdistill.generator.latents as latents_mod
 import divdistill.method.finetune as ft
+import divdistill.method.state as state
 from divdistill.experiment import methods
 from divdistill.experiment.names import finetune_settings
 from divdistill.generator.latents import cache_latents, encode_posterior, latent_cache, save_latent_cache
 from divdistill.io import load_checkpoint
-from divdistill.method.difffit import tie_embedders
+from divdistill.generator.embedders import tie_embedders
 from divdistill.method.finetune import FinetuneConfig, finetune
 from divdistill.method.memory import Memory
 
@@ -210,7 +211,7 @@ def test_memories_never_exceed_capacity(setup, monkeypatch):
             assert max(sizes) <= self.capacity
             seen.append(max(sizes))
 
-    monkeypatch.setattr(ft, "Memory", Checked)
+    monkeypatch.setattr(state, "Memory", Checked)  # where the run builds its memories
     _, summary = run(setup, memory_size=3)
     assert max(seen) == 3 and len(seen) == 2 * summary["steps"]
     assert all(n == 3 for part in summary["memory_sizes"].values() for n in part.values())

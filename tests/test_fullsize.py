@@ -10,7 +10,8 @@ import pytest
 from diffusers import DiTTransformer2DModel
 
 from divdistill.generator.architectures import DIT_XL_2_256, difffit_trainable, dit_parameters
-from divdistill.method.difffit import apply_difffit, count_trainable, tie_embedders
+from divdistill.generator.embedders import tie_embedders
+from divdistill.method.difffit import apply_difffit, count_trainable
 
 from .conftest import ROOT, project_env
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from divdistill import jobserver
+from divdistill.runtime import jobserver
 
 from .conftest import ROOT, project_env
 

@@ -7,14 +7,8 @@ import pytest
 import torch
 from diffusers import DDPMScheduler
 
-from divdistill.method.losses import (
-    cosine_matrix,
-    diffusion_loss,
-    diversity_loss,
-    memory_loss,
-    predict_x0,
-    representativeness_loss,
-)
+from divdistill.generator.objective import diffusion_loss, predict_x0
+from divdistill.method.losses import cosine_matrix, diversity_loss, memory_loss, representativeness_loss
 
 
 class DictMemory:

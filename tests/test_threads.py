@@ -7,10 +7,10 @@ import time
 import pytest
 import torch
 
-from divdistill import threads
+from divdistill.runtime import threads
 from divdistill.generator import pretrain
 from divdistill.generator.pretrain import DiTConfig, _same_bits, train_dit
-from divdistill.threads import IdleCores
+from divdistill.runtime.threads import IdleCores
 
 
 class Machine:

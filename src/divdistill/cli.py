@@ -6,7 +6,7 @@
     divdistill render   --spec '{...}' --results ... --tables reports/tables ...
     divdistill check    --config params.yaml
     divdistill verify   # the rendered tables against the result files they were made from
-    divdistill serve    --socket /tmp/divdistill-x/jobs.sock   # the job server (jobserver.py)
+    divdistill serve    --socket /tmp/divdistill-x/jobs.sock   # the job server (runtime/jobserver.py)
 
 A job module holds ``ARGS`` (its argparse arguments) and ``run(args)``, and imports what it needs
 inside ``run``: building the parser imports no torch.
@@ -46,13 +46,14 @@ def main(argv=None) -> None:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     process = argv is None  # the console script (a process of its own), not a call from Python
     if process:
-        from . import jobserver
+        from .runtime import jobclient
 
-        status = jobserver.forward(sys.argv[1:])  # a workflow's job server runs it, when there is one
+        status = jobclient.forward(sys.argv[1:])  # a workflow's job server runs it, when there is one
         if status is not None:
-            jobserver.exit_like(status)
+            jobclient.exit_like(status)
         gc.disable()  # until the command's imports are done (jobs.common.imported): they only allocate
     args = build_parser().parse_args(argv)
+    args.main = main  # the serve command's children run their jobs through this entry point
     try:
         args.fn(args)
     finally:

@@ -39,7 +39,7 @@ os.environ.update(DIVDISTILL_TRACKING=json.dumps(config["mlflow"]))
 os.environ.update(DIVDISTILL_HISTORY=grid.HISTORY)
 
 
-# The job server of this run (started by onstart when jobs run on this machine, divdistill/jobserver.py).
+# The job server of this run (started by onstart when jobs run on this machine, divdistill/runtime/jobserver.py).
 JOB_SERVER = {"server": None}
 
 

@@ -19,11 +19,12 @@ images, e.g. ``features.embed`` of a ConvNet trained on the full training set
 
 from __future__ import annotations
 
+import inspect
+
 import numpy as np
 import torch
 
 from ..data.datasets import ImageSet
-from ..experiment import methods
 
 
 def _class_pools(labels: torch.Tensor, max_ipc: int):
@@ -93,7 +94,9 @@ def herding(train: ImageSet, max_ipc: int, seed: int, features: torch.Tensor) ->
                       for _, pool in _class_pools(train.labels, max_ipc)])
 
 
-# name -> function(train ImageSet, max_ipc, seed, features (N, D) or None) -> selected indices, class-major
+# name -> function(train ImageSet, max_ipc, seed, features (N, D) or None) -> selected indices, class-major;
+# a selector whose ``features`` has no default needs them (the name table's ``features`` flag says the
+# same to the DAG, which then trains the feature network first: tests/test_baselines.py holds them equal)
 SELECTORS = {
     "random": lambda train, max_ipc, seed, features=None: random_order(train.labels, max_ipc, seed),
     "kcenter": kcenter,
@@ -101,13 +104,17 @@ SELECTORS = {
 }
 
 
+def needs_features(method: str) -> bool:
+    return inspect.signature(SELECTORS[method]).parameters["features"].default is inspect.Parameter.empty
+
+
 def select(method: str, train: ImageSet, max_ipc: int, seed: int, features: torch.Tensor | None = None
            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(images, labels, source indices) of the distilled set, class-major, ordered within class.
-    ``features``: (N, D) rows aligned with ``train.images``, required by the selections that need them (methods.py: ``features``)."""
+    ``features``: (N, D) rows aligned with ``train.images``, required by the selections that need them (``needs_features``)."""
     if method not in SELECTORS:
         raise KeyError(f"unknown selection method {method!r}; known: {', '.join(SELECTORS)}")
-    if methods.get(method).features:
+    if needs_features(method):
         if features is None:
             raise ValueError(f"selection method {method!r} needs features (features.embed of a trained "
                              "network), got none")

@@ -33,7 +33,7 @@ from tqdm import tqdm
 
 from ..data.augment import AugmentConfig, augment_batch, cutmix, test_transform
 from ..io import Checkpoints, tensor_digest
-from ..method.losses import require_finite
+from ..runtime.finite import require_finite
 
 
 @dataclass
@@ -103,6 +103,32 @@ def _fingerprint(cfg: TrainConfig, seed: int, net: nn.Module, train_x, train_y, 
             "train": tensor_digest(train_x, train_y), "test": tensor_digest(test_x, test_y)}
 
 
+def _train_epoch(net: nn.Module, opt, train_x: torch.Tensor, train_y: torch.Tensor, cfg: TrainConfig,
+                 g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """One pass over the shuffled training set (every draw from ``g``: the order, augmentation, CutMix):
+    (summed loss, lam-weighted hits), both kept on the device (no sync per batch)."""
+    device, aug, n = train_x.device, cfg.augment, len(train_y)
+    loss_sum = torch.zeros((), device=device)
+    correct = torch.zeros((), device=device)
+    perm = torch.randperm(n, generator=g, device=device)
+    for i in range(0, n, cfg.batch_size):
+        idx = perm[i:i + cfg.batch_size]
+        xb, yb = augment_batch(train_x[idx], cfg.resolution, aug, g), train_y[idx]  # (B, C, res, res)
+        ya, yb2, lam = yb, yb, 1.0
+        if aug.cutmix_beta > 0:
+            xb, ya, yb2, lam = cutmix(xb, yb, aug.cutmix_beta, g)
+        out = net(xb)
+        loss = lam * F.cross_entropy(out, ya) + (1 - lam) * F.cross_entropy(out, yb2)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        pred = out.detach().argmax(1)
+        loss_sum += loss.detach() * len(idx)
+        # accuracy against the mixed target: lam-weighted hits on y_a and y_b
+        correct += lam * (pred == ya).sum() + (1 - lam) * (pred == yb2).sum()
+    return loss_sum, correct
+
+
 def train_and_test(net: nn.Module, train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor,
                    test_y: torch.Tensor, cfg: TrainConfig, seed: int, device="cpu",
                    on_epoch: Callable[[int, dict], None] | None = None, progress: bool = True,
@@ -146,24 +172,7 @@ def train_and_test(net: nn.Module, train_x: torch.Tensor, train_y: torch.Tensor,
                initial=start - 1, total=cfg.epochs)
     for epoch in bar:
         lr = opt.param_groups[0]["lr"]
-        loss_sum = torch.zeros((), device=device)  # summed on the device: no sync per batch
-        correct = torch.zeros((), device=device)
-        perm = torch.randperm(n, generator=g, device=device)
-        for i in range(0, n, cfg.batch_size):
-            idx = perm[i:i + cfg.batch_size]
-            xb, yb = augment_batch(train_x[idx], cfg.resolution, aug, g), train_y[idx]  # (B, C, res, res)
-            ya, yb2, lam = yb, yb, 1.0
-            if aug.cutmix_beta > 0:
-                xb, ya, yb2, lam = cutmix(xb, yb, aug.cutmix_beta, g)
-            out = net(xb)
-            loss = lam * F.cross_entropy(out, ya) + (1 - lam) * F.cross_entropy(out, yb2)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            pred = out.detach().argmax(1)
-            loss_sum += loss.detach() * len(idx)
-            # accuracy against the mixed target: lam-weighted hits on y_a and y_b
-            correct += lam * (pred == ya).sum() + (1 - lam) * (pred == yb2).sum()
+        loss_sum, correct = _train_epoch(net, opt, train_x, train_y, cfg, g)
         sched.step()
         require_finite(loss_sum, epoch, "training loss (epoch sum)")  # one sync per epoch, not per batch
 
@@ -175,10 +184,9 @@ def train_and_test(net: nn.Module, train_x: torch.Tensor, train_y: torch.Tensor,
             bar.set_postfix(loss=f"{row['train_loss']:.3f}", test=f"{row['test_acc']:.3f}")
         curve.append(row)
         if ckpts is not None and epoch % checkpoint_every == 0 and epoch < cfg.epochs:
-            ckpts.save({"step": epoch, "net": net.state_dict(),
-                                             "opt": opt.state_dict(), "sched": sched.state_dict(),
-                                             "rng": g.get_state(), "curve": curve, "best_acc": best_acc,
-                                             "best_epoch": best_epoch})
+            ckpts.save({"step": epoch, "net": net.state_dict(), "opt": opt.state_dict(),
+                        "sched": sched.state_dict(), "rng": g.get_state(), "curve": curve, "best_acc": best_acc,
+                        "best_epoch": best_epoch})
         if on_epoch is not None:
             on_epoch(epoch, {k: v for k, v in row.items() if k != "epoch"})
     bar.close()

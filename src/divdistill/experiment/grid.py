@@ -151,6 +151,20 @@ def study_cells(cfg: dict) -> list[Cell]:
             for ds in study_distill_seeds(cfg, p["name"]) for seed in cfg["seeds"]]
 
 
+def table_layout(cfg: dict, table: str):
+    """Rows (dataset, ipc, model) and columns (method, is_reported) of one table, in the paper's order:
+    a method's published numbers sit right after our run of it."""
+    t = cfg["tables"][table]
+    columns = []
+    for m in methods.names():
+        if m in t["methods"]:
+            columns.append((m, False))
+        if m in t.get("reported", []):
+            columns.append((m, True))
+    rows = [(d, str(ipc), model) for d in t["datasets"] for ipc in cfg["ipc"] for model in t["models"]]
+    return rows, columns
+
+
 def table_cells(cfg: dict, table: str) -> list[Cell]:
     t = cfg["tables"][table]
     return [Cell(d, m, ipc, model, ds, seed)

@@ -28,7 +28,7 @@ def dit_parameters(cfg: dict = DIT_XL_2_256) -> int:
     """Parameters of the reference DiT (facebookresearch/DiT ``models.py``: one timestep and one class
     embedder) without its fixed sin-cos position table: DiT-XL/2 gives 674,834,720 (675,129,632 with
     the table, the paper's "675M"). A diffusers model with its per-block embedders tied
-    (method/difffit.py ``tie_embedders``) has exactly these."""
+    (generator/embedders.py ``tie_embedders``) has exactly these."""
     d = cfg["num_attention_heads"] * cfg["attention_head_dim"]
     p, c_in, c_out, k = cfg["patch_size"], cfg["in_channels"], cfg["out_channels"], cfg["num_embeds_ada_norm"] + 1
 

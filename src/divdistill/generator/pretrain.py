@@ -33,10 +33,11 @@ from torch.optim.swa_utils import get_ema_multi_avg_fn
 from tqdm import tqdm
 
 from ..io import Checkpoints, tensor_digest
-from ..method.difffit import tie_embedders, untie_embedders
-from ..method.losses import diffusion_loss, require_finite
-from ..threads import IdleCores
+from ..runtime.finite import require_finite
+from ..runtime.threads import IdleCores
+from .embedders import tie_embedders, untie_embedders
 from .latents import encode_posterior, to_model_range
+from .objective import diffusion_loss
 from .sample import make_scheduler
 
 OnStep = Callable[[int, dict], None]

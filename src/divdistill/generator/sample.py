@@ -36,7 +36,7 @@ from diffusers import DDPMScheduler
 from PIL import Image
 from tqdm import tqdm
 
-from ..device import dit_autocast
+from ..runtime.device import dit_autocast
 from ..io import atomic_path
 from .latents import decode
 
@@ -111,7 +111,7 @@ def guided_output(dit, x: torch.Tensor, t: int, labels: torch.Tensor, guidance: 
     """(eps, v), each (B, c, h, w) in float32: eps guided on its first guidance_channels channels (all if
     None), the rest of eps and the variance v from the conditional output. guidance == 1 runs only the
     conditional pass (it is the conditional model exactly, at half the cost). ``precision``: the DiT
-    forward's, see :func:`divdistill.device.dit_autocast` (the outputs are returned in fp32 either way)."""
+    forward's, see :func:`divdistill.runtime.device.dit_autocast` (the outputs are returned in fp32 either way)."""
     c = x.shape[1]
     dtype = next(dit.parameters()).dtype
     if guidance == 1.0:
@@ -140,7 +140,7 @@ def sample_latents(dit, labels: torch.Tensor, *, steps: int = 50, guidance: floa
     ``dit`` must already be on ``device``; it is run in eval mode (no label dropout) and its mode restored.
     ``guidance_channels=3`` is DiT's original (guide eps channels 0..2 only); None guides all channels.
     ``precision`` "bf16" runs the DiT forward under bf16 autocast (also on the CPU), "fp32" without,
-    None as :func:`divdistill.device.dit_autocast` decides per device; the update stays fp32.
+    None as :func:`divdistill.runtime.device.dit_autocast` decides per device; the update stays fp32.
     """
     labels, index = labels.long().cpu(), index.long().cpu()
     if labels.shape != index.shape or labels.ndim != 1:

@@ -14,7 +14,7 @@ ARGS = ((["--data"], REQ), (["--vae"], REQ), (["--cache"], REQ),
 def run(args) -> None:
     from ..baselines.features import embed, load_feature_net
     from ..data.datasets import load_split, take_ipc
-    from ..device import resolve
+    from ..runtime.device import resolve
     from ..evaluate.diversity import (
         PRDC_K,
         coverage,

@@ -16,7 +16,7 @@ def run(args) -> None:
     from ..baselines.dm import DMConfig, DSAConfig, distill_dm
     from ..data.augment import AugmentConfig
     from ..data.datasets import load_split
-    from ..device import resolve
+    from ..runtime.device import resolve
     from ..generator.sample import require_varied
     from ..io import keep, save_tensors
     from ..tracking.runs import start_run

@@ -10,7 +10,7 @@ ARGS = ((["--data"], REQ), (["--vae"], REQ), (["--out"], REQ), THREADS, DEVICE)
 
 def run(args) -> None:
     from ..data.datasets import load_meta, load_split
-    from ..device import resolve
+    from ..runtime.device import resolve
     from ..generator.latents import latent_cache
     from ..generator.weights import load_vae
 

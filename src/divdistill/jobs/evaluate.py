@@ -21,7 +21,7 @@ ARGS = ((["--data"], REQ), (["--distilled"], {"nargs": "+", "help": "one distill
 def run(args) -> None:
     from ..data.augment import AugmentConfig
     from ..data.datasets import load_meta, load_split, take_ipc
-    from ..device import resolve
+    from ..runtime.device import resolve
     from ..evaluate.nets import build_net
     from ..evaluate.trainer import TrainConfig, seed_everything, train_and_test
     from ..io import keep, load_tensors, write_json

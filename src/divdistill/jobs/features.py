@@ -13,7 +13,7 @@ def run(args) -> None:
     from ..baselines.features import save_feature_net, train_feature_net
     from ..data.augment import AugmentConfig
     from ..data.datasets import load_split
-    from ..device import resolve
+    from ..runtime.device import resolve
     from ..io import keep
     from ..tracking.runs import start_run
 

@@ -12,7 +12,7 @@ ARGS = ((["--data"], REQ), (["--vae"], REQ), (["--cache"], REQ),
 
 def run(args) -> None:
     from ..data.datasets import load_meta, load_split, take_ipc
-    from ..device import resolve
+    from ..runtime.device import resolve
     from ..generator.latents import encode_posterior, latent_cache
     from ..generator.weights import load_vae
     from ..io import load_tensors, write_json

@@ -16,7 +16,7 @@ def run(args) -> None:
     import torch
 
     from ..data.datasets import load_meta, load_split
-    from ..device import resolve
+    from ..runtime.device import resolve
     from ..generator.latents import latent_cache
     from ..generator.sample import make_scheduler
     from ..generator.weights import load_dit, load_vae

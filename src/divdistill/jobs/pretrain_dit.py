@@ -14,7 +14,7 @@ def run(args) -> None:
     import torch
 
     from ..data.datasets import load_meta, load_split
-    from ..device import resolve
+    from ..runtime.device import resolve
     from ..generator.latents import TRAIN_LATENTS, latent_cache
     from ..generator.pretrain import DiTConfig, train_dit
     from ..generator.sample import sample_images, save_grid

@@ -13,7 +13,7 @@ def run(args) -> None:
     import torch
 
     from ..data.datasets import load_split
-    from ..device import resolve
+    from ..runtime.device import resolve
     from ..generator.latents import TRAIN_LATENTS, decode, encode_posterior, fingerprint, save_latent_cache
     from ..generator.pretrain import VAEConfig, reconstruction_mse, train_vae
     from ..generator.sample import save_grid

@@ -17,7 +17,7 @@ def run(args) -> None:
     import torch
 
     from ..data.datasets import load_meta
-    from ..device import resolve
+    from ..runtime.device import resolve
     from ..generator.sample import require_varied, sample_images, save_grid
     from ..generator.weights import load_dit, load_vae
     from ..io import keep, save_tensors

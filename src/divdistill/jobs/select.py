@@ -15,7 +15,7 @@ ARGS = ((["--method"], REQ), (["--data"], REQ), SEEDS, (["--max-ipc"], {"type": 
 def run(args) -> None:
     from ..baselines.select import select
     from ..data.datasets import load_split
-    from ..device import resolve
+    from ..runtime.device import resolve
     from ..io import keep, save_tensors
     from ..tracking.runs import start_run
 

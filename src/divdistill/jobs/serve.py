@@ -9,6 +9,6 @@ ARGS = ((["--socket"], {**REQ, "help": "path of the Unix socket to listen on (it
 
 
 def run(args) -> None:
-    from ..jobserver import serve
+    from ..runtime.jobserver import serve
 
-    serve(args.socket)
+    serve(args.socket, args.main)  # cli.main: each forked child runs its job as a process would

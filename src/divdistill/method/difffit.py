@@ -17,29 +17,13 @@ plain diffusers model again.
 
 from __future__ import annotations
 
-import copy
-import warnings
-
 import torch
-from diffusers.models.embeddings import LabelEmbedding
 from torch import nn
+
+from ..generator.embedders import label_embeddings
 
 GAMMA = "difffit_gamma"
 _HOOK = "_difffit_hook"
-
-
-def _label_embeddings(model: nn.Module) -> list[LabelEmbedding]:
-    return [m for m in model.modules() if isinstance(m, LabelEmbedding)]
-
-
-def tie_class_embeddings(model: nn.Module) -> nn.Parameter:
-    """Make every block's class-embedding table block 0's Parameter; set all label-dropout probs to 0."""
-    embs = _label_embeddings(model)
-    shared = embs[0].embedding_table.weight
-    for e in embs:
-        e.embedding_table.weight = shared
-        e.dropout_prob = 0.0  # the trainer drops labels (-> null class num_classes) once per sample
-    return shared
 
 
 def _gamma_hook(module: nn.Module, args, output: torch.Tensor) -> torch.Tensor:
@@ -89,7 +73,7 @@ def apply_difffit(model: nn.Module, num_blocks: int | None = None) -> list[nn.Pa
     if any(hasattr(m, GAMMA) for m in model.modules()):
         raise RuntimeError("apply_difffit was already applied to this model")
     gammas = [_add_gamma(m, w) for blk in blocks[:num_blocks] for m, w in _gamma_sites(blk)]
-    tables = [e.embedding_table.weight for e in _label_embeddings(model)]
+    tables = [e.embedding_table.weight for e in label_embeddings(model)]
     trainable = _unique(_biases(model) + tables + gammas)
     ids = {id(p) for p in trainable}
     for p in model.parameters():
@@ -119,7 +103,7 @@ def fold_difffit(model: nn.Module) -> nn.Module:
         delattr(m, _HOOK)
         delattr(m, GAMMA)
     seen = set()
-    for e in _label_embeddings(model):
+    for e in label_embeddings(model):
         w = e.embedding_table.weight
         if id(w) in seen:
             e.embedding_table.weight = nn.Parameter(w.detach().clone(), requires_grad=w.requires_grad)
@@ -130,7 +114,7 @@ def fold_difffit(model: nn.Module) -> nn.Module:
 def count_trainable(model: nn.Module) -> dict[str, int]:
     """Number of trainable scalars by group: bias, class_embedding, gamma, other, total (shared counted once)."""
     bias_ids = {id(p) for p in _biases(model)}
-    table_ids = {id(e.embedding_table.weight) for e in _label_embeddings(model)}
+    table_ids = {id(e.embedding_table.weight) for e in label_embeddings(model)}
     counts = dict.fromkeys(["bias", "class_embedding", "gamma", "other"], 0)
     for name, p in model.named_parameters():  # deduplicates shared parameters
         if not p.requires_grad:
@@ -140,51 +124,3 @@ def count_trainable(model: nn.Module) -> dict[str, int]:
         counts[group] += p.numel()
     counts["total"] = sum(counts.values())
     return counts
-
-
-# ----------------------------------------------------------------------------- shared embedders
-
-
-def _once_per_forward(emb) -> None:
-    """Memoise the shared embedder on its last call. All blocks of one forward pass it the same timestep
-    and label tensors, so it runs once per forward, like the reference DiT's c = t_emb + y_emb, and the
-    blocks' gradients meet in one conditioning vector. Tensor versions are part of the key, so an
-    in-place change of an input or a parameter (an optimizer step) forces a recomputation."""
-    forward, last = emb.forward, {}
-
-    def once(timestep, class_labels, hidden_dtype=None):
-        key = (timestep, class_labels, hidden_dtype, torch.is_grad_enabled(),
-               tuple(x._version for x in (timestep, class_labels, *emb.parameters())))
-        old = last.get("key")
-        if old is None or any(a is not b for a, b in zip(old[:3], key[:3])) or old[3:] != key[3:]:
-            last["key"], last["out"] = key, forward(timestep, class_labels, hidden_dtype=hidden_dtype)
-        return last["out"]
-
-    emb.forward = once  # an instance attribute: nn.Module.__call__ finds it before the class's forward
-
-
-def tie_embedders(model) -> None:
-    """Share block 0's conditioning embedder (timestep MLP + class table) with every block, as the
-    reference DiT's single t/y embedder, so DiffFit trains one set of its biases and one label table,
-    and evaluate it once per forward. Also zeroes LabelEmbedding's own dropout (``finetune`` drops each
-    sample's label once). Warns when the blocks' embedders differ: tying then changes the model."""
-    blocks = model.transformer_blocks
-    emb0 = blocks[0].norm1.emb
-    ref = emb0.state_dict()
-    if any(any(not torch.equal(v, ref[k]) for k, v in b.norm1.emb.state_dict().items()) for b in blocks[1:]):
-        warnings.warn("the blocks' timestep/class embedders differ; tying them to block 0's changes the model "
-                      "(a converted DiT checkpoint holds identical copies: pretrain with tie_embedders too)")
-    tie_class_embeddings(model)
-    for b in blocks[1:]:
-        b.norm1.emb = emb0
-    _once_per_forward(emb0)
-
-
-def untie_embedders(model) -> None:
-    """Give every block its own copy of block 0's embedder again (diffusers' layout), so
-    ``save_pretrained`` sees no shared tensors; the function is unchanged."""
-    blocks = model.transformer_blocks
-    blocks[0].norm1.emb.__dict__.pop("forward", None)  # drop the memo (before it is deep-copied)
-    for b in blocks[1:]:
-        if b.norm1.emb is blocks[0].norm1.emb:
-            b.norm1.emb = copy.deepcopy(blocks[0].norm1.emb)

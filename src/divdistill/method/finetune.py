@@ -12,7 +12,7 @@ Reproducibility: every random draw comes from generators derived from ``seed`` (
 are a pure function of (seed, epoch), so a position in training is just the step count). A checkpoint
 holds trainable and EMA parameters, the optimizer, both memories and every generator state, written
 atomically as a directory ``step-XXXXXXXX`` (``io.save_checkpoint``: tensors in safetensors, the rest
-as JSON, nothing unpickled); ``finetune`` resumes from the newest one, and a
+as JSON, nothing unpickled; what it holds: method/state.py); ``finetune`` resumes from the newest one, and a
 run killed anywhere ends bit-identical (on CPU) to an uninterrupted one.
 
     cache = latent_cache(vae, train.images, "results/.../latents.safetensors")
@@ -22,26 +22,22 @@ run killed anywhere ends bit-identical (on CPU) to an uninterrupted one.
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import torch
-from torch.optim.swa_utils import get_ema_multi_avg_fn
 from tqdm import tqdm
 
-from ..device import dit_autocast
-from ..io import Checkpoints, tensor_digest
-from .difffit import (
-    apply_difffit,
-    count_trainable,
-    fold_difffit,
-    tie_embedders,
-    untie_embedders,
-)
-from .losses import WEIGHTINGS, diffusion_loss, memory_loss, predict_x0, require_finite
+from ..generator.embedders import tie_embedders, untie_embedders
+from ..generator.objective import diffusion_loss, predict_x0
+from ..io import Checkpoints
+from ..runtime.device import dit_autocast
+from ..runtime.finite import require_finite
+from .difffit import count_trainable, fold_difffit
+from .losses import WEIGHTINGS, memory_loss
 from .memory import EVICTIONS, Memory, load_evictions
+from .state import TrainState, derive, epoch_order, identity
 
 # ----------------------------------------------------------------------------- config
 
@@ -104,39 +100,6 @@ def draw_latents(cache: LatentSource, idx: torch.Tensor, flip: torch.Tensor, g: 
     return mean + std * torch.randn(mean.shape, generator=g)
 
 
-# Checkpoints (io.save_checkpoint / io.load_checkpoint): tensors in safetensors, the rest as JSON.
-
-
-def _derive(seed: int, name: str) -> int:
-    """Independent 63-bit seed for stream ``name`` of run ``seed``."""
-    return int.from_bytes(hashlib.sha256(f"{seed}/{name}".encode()).digest()[:8], "little") >> 1
-
-
-def _epoch_order(seed: int, epoch: int, n: int) -> torch.Tensor:
-    """Image order (n,) of one epoch, a pure function of (seed, epoch): resuming needs no state for it."""
-    return torch.randperm(n, generator=torch.Generator().manual_seed(_derive(seed, f"epoch{epoch}")))
-
-
-def _rng_state(g: torch.Generator) -> dict:
-    state = {"step": g.get_state(), "torch": torch.get_rng_state()}  # torch's: dropout inside the DiT, if any
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(g: torch.Generator, state: dict) -> None:
-    g.set_state(state["step"])
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def _memory_to(state: dict, device) -> dict:
-    """A Memory state_dict with its latents and similarities moved to ``device`` (generators stay)."""
-    move = lambda s: s | {"latents": s["latents"].to(device), "sim": s["sim"].to(device)}  # noqa: E731
-    return state | {"classes": {c: move(s) for c, s in state["classes"].items()}}
-
-
 # ----------------------------------------------------------------------------- fine-tuning
 
 
@@ -153,17 +116,6 @@ def step_loss(dit, scheduler, z0: torch.Tensor, t: torch.Tensor, noise: torch.Te
     z0_hat = predict_x0(z_t, out[:, :z0.shape[1]], t, scheduler.alphas_cumprod)  # (B, C, h, w), grads through eps
     l_mem, m = memory_loss(z0_hat, y, real, gen, cfg.lambda_real, cfg.lambda_gen, cfg.memory_weighting, local_of)
     return l_diff + l_mem, l_diff, {**d, **m}, z0_hat
-
-
-def _identity(cfg: FinetuneConfig, seed: int, labels: torch.Tensor, null_label: int, names: list[str],
-              dit, cache: LatentSource, class_order: list[int] | None) -> dict:
-    """What a checkpoint must agree on to be resumed by this call (it keys the checkpoint folder):
-    the configuration, the seed, the data (labels and latents) and the starting weights."""
-    conf = {k: v for k, v in asdict(cfg).items() if k not in _VOLATILE and not (k == "evictions" and not v)}
-    latents = "callable" if callable(cache) else tensor_digest(*(cache[k] for k in sorted(cache)))
-    return {"config": conf, "seed": seed, "n": len(labels), "labels": tensor_digest(labels), "null": null_label,
-            "trainable": names, "latents": latents, "weights": tensor_digest(*dit.state_dict().values()),
-            "class_order": class_order}
 
 
 def finetune(
@@ -198,6 +150,72 @@ def finetune(
     # the dataset's classes in order (generator labels): their positions are the reference code's labels
     local_of = None if class_order is None else {int(c): i for i, c in enumerate(class_order)}
     n, bs = len(labels_gen), cfg.batch_size
+    steps_per_epoch, total = _check_inputs(dit, cache, labels_gen, null_label, cfg)
+    device = next(dit.parameters()).device
+
+    tie_embedders(dit)
+    state = TrainState.build(dit, cfg, seed)
+    trainable_count = count_trainable(dit)
+    ckpts = None if checkpoint_dir is None else Checkpoints(checkpoint_dir, identity(
+        cfg, _VOLATILE, seed, labels_gen, null_label, list(state.params), dit, cache, class_order))
+    start, last, resumed = 0, {}, None
+    ck = ckpts.load() if ckpts is not None else None
+    if ck is None:
+        torch.manual_seed(derive(seed, "torch"))  # only dropout inside the DiT (if configured) draws from it
+    else:
+        state.resume(ck, device)
+        start = resumed = ck["step"]
+        last = ck["last_log"]
+
+    dit.train()  # LabelEmbedding dropout is off (tie_embedders); labels are dropped below, once per sample
+    order_epoch, order = -1, None
+    for step in tqdm(range(start, total), initial=start, total=total, disable=not progress, desc="finetune"):
+        epoch, pos = divmod(step, steps_per_epoch)
+        if epoch != order_epoch:
+            order_epoch, order = epoch, epoch_order(seed, epoch, n)  # (N,)
+        z0, t, noise, drop, y = _batch(cache, labels_gen, order[pos * bs:(pos + 1) * bs], cfg, state.g,
+                                       scheduler.config.num_train_timesteps, device)
+        loss, l_diff, logs, z0_hat = step_loss(dit, scheduler, z0, t, noise, torch.where(drop, null_label, y), y,
+                                               state.real, state.gen, cfg, local_of)
+        require_finite(loss, step)
+        state.update(loss, z0, z0_hat, y)
+
+        done = step + 1
+        last = {"step": done, "epoch": epoch, "loss": loss.item(), "loss_diff": l_diff.item(), **logs}
+        if done % cfg.log_every == 0 or done == total:
+            last |= {"sim_real": state.real.mean_pairwise_similarity(), "sim_gen": state.gen.mean_pairwise_similarity()}
+        due = done == total or (cfg.checkpoint_every and done % cfg.checkpoint_every == 0)
+        if ckpts is not None and due:
+            ckpts.save(state.checkpoint(done, steps_per_epoch, last))
+        if on_step is not None:
+            on_step(dict(last))
+
+    if ckpts is not None and start == total and resumed is None:  # nothing to train (max_steps=0)
+        ckpts.save(state.checkpoint(total, steps_per_epoch, last))
+    return _finish(dit, state, {"steps": total, "steps_per_epoch": steps_per_epoch, "resumed_from": resumed,
+                                "final": last}, trainable_count, t_start)
+
+
+def _finish(dit, state: TrainState, run: dict, trainable_count: dict, t_start: float):
+    """``dit`` with the EMA weights, DiffFit folded and embedders untied (a plain diffusers model), and the
+    run's summary (``run`` plus the memories' similarities and sizes)."""
+    state.use_ema()
+    fold_difffit(dit)
+    untie_embedders(dit)
+    dit.eval().requires_grad_(False)
+    sizes = lambda mem: {c: len(mem.get(c)) for c in mem.classes()}  # noqa: E731
+    summary = {
+        **run, "sim_real": state.real.mean_pairwise_similarity(), "sim_gen": state.gen.mean_pairwise_similarity(),
+        "memory_sizes": {"real": sizes(state.real), "gen": sizes(state.gen)}, "trainable": trainable_count,
+        "seconds": time.perf_counter() - t_start,
+    }
+    return dit, summary
+
+
+def _check_inputs(dit, cache: LatentSource, labels_gen: torch.Tensor, null_label: int, cfg: FinetuneConfig
+                  ) -> tuple[int, int]:
+    """(steps per epoch, total steps), or ValueError naming what does not fit the DiT or the cache."""
+    n, bs = len(labels_gen), cfg.batch_size
     steps_per_epoch = n // bs
     if steps_per_epoch == 0:
         raise ValueError(f"{n} training images give no full batch of {bs}")
@@ -208,96 +226,17 @@ def finetune(
         raise ValueError(f"labels must index the DiT's class table of {rows} rows (generator-space labels)")
     if cfg.flip and not callable(cache) and "mean_flip" not in cache:
         raise ValueError("cfg.flip needs a cache made with flip=True")
-    device = next(dit.parameters()).device
-    T = scheduler.config.num_train_timesteps
+    return steps_per_epoch, total
 
-    tie_embedders(dit)
-    ids = {id(p) for p in apply_difffit(dit, cfg.difffit_blocks)}
-    params = {k: p for k, p in dit.named_parameters() if id(p) in ids}  # deduplicated, in module order
-    trainable_count = count_trainable(dit)
-    # foreach: one kernel per op over the ~100-1000 small tensors instead of a Python loop (also on CPU)
-    opt = torch.optim.AdamW(list(params.values()), lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=True)
-    ema = {k: p.detach().clone() for k, p in params.items()}
-    ema_list, param_list = list(ema.values()), [p.detach() for p in params.values()]
-    ema_update = get_ema_multi_avg_fn(cfg.ema_decay)
-    g = torch.Generator().manual_seed(_derive(seed, "step"))  # flips, posterior draws, t, noise, label dropout
-    real = Memory(cfg.memory_size, cfg.real_evict, torch.Generator().manual_seed(_derive(seed, "real")))
-    gen = Memory(cfg.memory_size, cfg.gen_evict, torch.Generator().manual_seed(_derive(seed, "gen")))
-    ckpts = None if checkpoint_dir is None else \
-        Checkpoints(checkpoint_dir, _identity(cfg, seed, labels_gen, null_label, list(params), dit, cache, class_order))
 
-    start, last, resumed = 0, {}, None
-    ck = ckpts.load() if ckpts is not None else None
-    if ck is None:
-        torch.manual_seed(_derive(seed, "torch"))  # only dropout inside the DiT (if configured) draws from it
-    else:
-        with torch.no_grad():
-            for k, p in params.items():
-                p.copy_(ck["trainable"][k])
-                ema[k].copy_(ck["ema"][k])
-        opt.load_state_dict(ck["optimizer"])
-        real.load_state_dict(_memory_to(ck["memory_real"], device))
-        gen.load_state_dict(_memory_to(ck["memory_gen"], device))
-        _set_rng_state(g, ck["rng"])
-        start = resumed = ck["step"]
-        last = ck["last_log"]
-
-    def checkpoint(step: int) -> None:
-        ckpts.save({
-            "step": step, "epoch": step // steps_per_epoch, "position": step % steps_per_epoch,
-            "trainable": params, "ema": ema, "optimizer": opt.state_dict(),
-            "memory_real": real.state_dict(), "memory_gen": gen.state_dict(), "rng": _rng_state(g),
-            "last_log": last,
-        })
-
-    dit.train()  # LabelEmbedding dropout is off (tie_embedders); labels are dropped below, once per sample
-    order_epoch, order = -1, None
-    for step in tqdm(range(start, total), initial=start, total=total, disable=not progress, desc="finetune"):
-        epoch, pos = divmod(step, steps_per_epoch)
-        if epoch != order_epoch:
-            order_epoch, order = epoch, _epoch_order(seed, epoch, n)  # (N,)
-        idx = order[pos * bs:(pos + 1) * bs]  # (B,)
-        flip = torch.rand(bs, generator=g) < 0.5 if cfg.flip else torch.zeros(bs, dtype=torch.bool)
-        z0 = draw_latents(cache, idx, flip, g).to(device)  # (B, C, h, w)
-        t = torch.randint(0, T, (bs,), generator=g).to(device)  # (B,)
-        noise = torch.randn(z0.shape, generator=g).to(device)  # (B, C, h, w)
-        drop = (torch.rand(bs, generator=g) < cfg.label_dropout).to(device)  # (B,)
-        y = labels_gen[idx].to(device)  # (B,) true labels: they key the memories
-        loss, l_diff, logs, z0_hat = step_loss(dit, scheduler, z0, t, noise, torch.where(drop, null_label, y), y,
-                                               real, gen, cfg, local_of)
-        require_finite(loss, step)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        # EMA of the trainable set only: frozen parameters never change, so their EMA is themselves.
-        # lerp = ema + w (p - ema): exact where p == ema (e.g. class rows that never get a gradient).
-        ema_update(ema_list, param_list, None)  # torch's EMA: foreach lerp, ema + (1 - decay) (p - ema)
-        real.update(z0, y)  # after this step's loss, as the method prescribes
-        gen.update(z0_hat.detach(), y)
-
-        done = step + 1
-        last = {"step": done, "epoch": epoch, "loss": loss.item(), "loss_diff": l_diff.item(), **logs}
-        if done % cfg.log_every == 0 or done == total:
-            last |= {"sim_real": real.mean_pairwise_similarity(), "sim_gen": gen.mean_pairwise_similarity()}
-        due = done == total or (cfg.checkpoint_every and done % cfg.checkpoint_every == 0)
-        if ckpts is not None and due:
-            checkpoint(done)
-        if on_step is not None:
-            on_step(dict(last))
-
-    if ckpts is not None and start == total and resumed is None:  # nothing to train (max_steps=0)
-        checkpoint(total)
-    with torch.no_grad():
-        for k, p in params.items():
-            p.copy_(ema[k])
-    fold_difffit(dit)
-    untie_embedders(dit)
-    dit.eval().requires_grad_(False)
-    sizes = lambda mem: {c: len(mem.get(c)) for c in mem.classes()}  # noqa: E731
-    summary = {
-        "steps": total, "steps_per_epoch": steps_per_epoch, "resumed_from": resumed, "final": last,
-        "sim_real": real.mean_pairwise_similarity(), "sim_gen": gen.mean_pairwise_similarity(),
-        "memory_sizes": {"real": sizes(real), "gen": sizes(gen)}, "trainable": trainable_count,
-        "seconds": time.perf_counter() - t_start,
-    }
-    return dit, summary
+def _batch(cache: LatentSource, labels_gen: torch.Tensor, idx: torch.Tensor, cfg: FinetuneConfig,
+           g: torch.Generator, T: int, device):
+    """One step's draws from ``g``, in this order: flips, the posterior draw z0 (B, C, h, w), timesteps t
+    (B,), noise like z0, label-dropout mask (B,); and the true labels y (B,) of images ``idx`` (B,)."""
+    bs = len(idx)
+    flip = torch.rand(bs, generator=g) < 0.5 if cfg.flip else torch.zeros(bs, dtype=torch.bool)
+    z0 = draw_latents(cache, idx, flip, g).to(device)  # (B, C, h, w)
+    t = torch.randint(0, T, (bs,), generator=g).to(device)  # (B,)
+    noise = torch.randn(z0.shape, generator=g).to(device)  # (B, C, h, w)
+    drop = (torch.rand(bs, generator=g) < cfg.label_dropout).to(device)  # (B,)
+    return z0, t, noise, drop, labels_gen[idx].to(device)  # y: the true labels key the memories

@@ -14,6 +14,7 @@ from __future__ import annotations
 import html
 
 from ..experiment import methods
+from ..experiment.grid import table_layout  # the table's rows, as the tables print them
 from .stats import ALPHA, POWER, pair_up, paired
 
 HEADLINE = (("ours", "minimax"), ("ours", "dit"), ("minimax", "dit"), ("ours-paper-code", "ours"))
@@ -31,11 +32,10 @@ def pairs_of(table_methods) -> list[tuple[str, str]]:
 def comparisons(cfg: dict, agg: dict) -> list[dict]:
     """Every comparison of every table row with runs on both sides: dicts with table, dataset, ipc,
     model, a, b, pairing and the ``stats.Paired`` fields (accuracy points)."""
-    from .tables import _layout  # the table's rows, as the tables print them
 
     out = []
     for table, t in cfg["tables"].items():
-        rows, _ = _layout(cfg, table)
+        rows, _ = table_layout(cfg, table)
         for a, b in pairs_of(t["methods"]):
             for d, ipc, model in rows:
                 ca, cb = agg.get((d, a, ipc, model)), agg.get((d, b, ipc, model))

@@ -6,7 +6,7 @@ import html
 
 from ..baselines.reported import SOURCES
 from ..evaluate.names import net_label
-from ..tracking.parents import run_url
+from ..experiment.grid import table_layout
 from .tables import (
     SIG_LEVEL,
     SIG_MARK,
@@ -14,7 +14,6 @@ from .tables import (
     _fmt,
     _grid,
     _label,
-    _layout,
     _notes,
     _runs_per_cell,
 )
@@ -27,12 +26,20 @@ _CSS = ("body{font-family:system-ui,sans-serif;margin:1.5em;max-width:80em}"
         "p.note{font-size:.9em;color:#333}")
 
 
+UI_URL = "http://127.0.0.1:5000"  # `make ui`
+
+
+def run_url(experiment_id: str, run_id: str, ui: str = UI_URL) -> str:
+    """The MLflow UI's page of one run (the parents job's file gives the ids: reports read files only)."""
+    return f"{ui}/#/experiments/{experiment_id}/runs/{run_id}"
+
+
 def render_html(cfg: dict, table: str, agg: dict, mlflow: dict | None = None) -> str:
     """A small self-contained page. Each of our cells names its runs (``title``, on hover) and, when
     ``mlflow`` gives the evaluate experiment's id and the cells' parent runs ({"experiment_id",
     "parents": {(dataset, method, ipc, model): run id}}), links to its parent run in the MLflow UI,
     which lists the seed runs nested below it."""
-    rows, columns = _layout(cfg, table)
+    rows, columns = table_layout(cfg, table)
     esc = html.escape
     parents = (mlflow or {}).get("parents", {})
 

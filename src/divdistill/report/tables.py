@@ -17,7 +17,7 @@ from __future__ import annotations
 from ..baselines.reported import SOURCES, reported
 from ..evaluate.names import net_label
 from ..experiment import methods
-from ..experiment.grid import FULL_IPC, seeds_for
+from ..experiment.grid import FULL_IPC, seeds_for, table_layout
 
 TABLE_TITLES = {
     "table1": "Table 1: comparison with baselines",
@@ -27,20 +27,6 @@ TABLE_TITLES = {
 
 
 REPORTED_MARK = "†"
-
-
-def _layout(cfg: dict, table: str):
-    """Rows (dataset, ipc, model) and columns (method, is_reported) of one table, in the paper's order:
-    a method's published numbers sit right after our run of it."""
-    t = cfg["tables"][table]
-    columns = []
-    for m in methods.names():
-        if m in t["methods"]:
-            columns.append((m, False))
-        if m in t.get("reported", []):
-            columns.append((m, True))
-    rows = [(d, str(ipc), model) for d in t["datasets"] for ipc in cfg["ipc"] for model in t["models"]]
-    return rows, columns
 
 
 def _label(column) -> str:
@@ -59,7 +45,7 @@ def _reported_value(d, m, ipc, model):
 
 def _footnotes(cfg: dict, table: str) -> list[str]:
     """Citations of the reported columns, and which rows no source covers."""
-    rows, columns = _layout(cfg, table)
+    rows, columns = table_layout(cfg, table)
     notes = []
     for m, is_reported in columns:
         if not is_reported:
@@ -115,7 +101,7 @@ def _paired_rows(cfg: dict, table: str, agg: dict) -> dict[tuple, dict | None]:
 
     if not {"ours", "minimax"} <= set(cfg["tables"][table]["methods"]):
         return {}
-    rows, _ = _layout(cfg, table)
+    rows, _ = table_layout(cfg, table)
     found = comparisons({**cfg, "tables": {table: cfg["tables"][table]}}, agg)
     return {(d, ipc, model): find(found, table, d, ipc, model, "ours", "minimax") for d, ipc, model in rows}
 
@@ -129,7 +115,7 @@ def _ranked(column) -> bool:
 def _grid(cfg: dict, table: str, agg: dict, key: str) -> list[tuple[tuple, list[dict]]]:
     """(row, cells) of one table: each cell's column, aggregate ``a`` (None: missing), ``best``
     (bold) and ``sig`` (the marker; headline grid only)."""
-    rows, columns = _layout(cfg, table)
+    rows, columns = table_layout(cfg, table)
     tests = _paired_rows(cfg, table, agg) if key == "mean" else {}
     out = []
     for row in rows:
@@ -171,7 +157,7 @@ def _notes(cfg: dict, table: str, agg: dict, mark: str = SIG_MARK, lt: str = "<"
 
 
 def render_markdown(cfg: dict, table: str, agg: dict) -> str:
-    rows, columns = _layout(cfg, table)
+    rows, columns = table_layout(cfg, table)
     head = ["Dataset", "IPC", "Test model"] + [_label(c) for c in columns]
 
     def text(c, key):
@@ -204,7 +190,7 @@ def render_markdown(cfg: dict, table: str, agg: dict) -> str:
 
 
 def render_latex(cfg: dict, table: str, agg: dict) -> str:
-    rows, columns = _layout(cfg, table)
+    rows, columns = table_layout(cfg, table)
     cols = "lll" + "c" * len(columns)
     head = " & ".join(["Dataset", "IPC", "Test model"]
                       + [_label(c).replace(REPORTED_MARK, r"$^\dagger$") for c in columns])

@@ -15,13 +15,6 @@ from .store import _client, _retry, experiment_name, git_commit
 # jobs means leaving them out.
 PARENT_TAG = "divdistill.parent"
 CELL_KEYS = ("dataset", "method", "ipc", "model")
-UI_URL = "http://127.0.0.1:5000"  # `make ui`
-
-
-def run_url(experiment_id: str, run_id: str, ui: str = UI_URL) -> str:
-    return f"{ui}/#/experiments/{experiment_id}/runs/{run_id}"
-
-
 def _search_all(client, experiment_id: str, filter_string: str) -> list:
     runs, token = [], None
     while True:

@@ -30,101 +30,14 @@ CPU and memory only.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import socket
-import struct
 import sys
 import time
+from collections.abc import Callable
 
-ENV = "DIVDISTILL_JOB_SERVER"  # the socket's path, set for the jobs by the Snakefile's onstart
-OFF = "DIVDISTILL_NO_JOB_SERVER"  # set (non-empty) by a user: no server, every job a process
-FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
-
-
-# ----------------------------------------------------------------------------- wire format
-# request: 4-byte length + JSON {argv, cwd, env, umask}, the client's fds 0, 1, 2 attached (SCM_RIGHTS);
-# replies: one JSON line each, {"pid": N} after the fork, {"status": S} (os.waitpid's) at the end.
-
-
-def _send_request(sock: socket.socket, argv: list[str]) -> None:
-    umask = os.umask(0)
-    os.umask(umask)
-    body = json.dumps({"argv": argv, "cwd": os.getcwd(), "env": dict(os.environ), "umask": umask}).encode()
-    msg = struct.pack("!I", len(body)) + body
-    sent = socket.send_fds(sock, [msg], [0, 1, 2])
-    sock.sendall(msg[sent:])
-
-
-def _recv_request(conn: socket.socket) -> tuple[dict, list[int]]:
-    data, fds, _, _ = socket.recv_fds(conn, 1 << 16, 3)
-    while len(data) < 4 or len(data) < 4 + struct.unpack("!I", data[:4])[0]:
-        more = conn.recv(1 << 16)
-        if not more:
-            raise ConnectionError("request cut short")
-        data += more
-    return json.loads(data[4:4 + struct.unpack("!I", data[:4])[0]]), fds
-
-
-def _reply(conn: socket.socket, **msg) -> None:
-    conn.sendall(json.dumps(msg).encode() + b"\n")
-
-
-# ----------------------------------------------------------------------------- client
-
-
-def forward(argv: list[str]) -> int | None:
-    """Run ``divdistill argv`` in the server named by $DIVDISTILL_JOB_SERVER; the child's wait status,
-    or None when there is no server to run it (the caller runs the job itself)."""
-    path = os.environ.get(ENV)
-    if not path or os.environ.get(OFF) or argv[:1] == ["serve"]:
-        return None
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        sock.connect(path)
-        _send_request(sock, argv)
-    except OSError:
-        sock.close()
-        return None
-    replies = sock.makefile("rb")
-    child, pending = None, []
-
-    def relay(signum, _frame):
-        if child is None:
-            pending.append(signum)
-        else:
-            os.kill(child, signum)
-
-    before = {sig: signal.signal(sig, relay) for sig in FORWARDED}
-    line = replies.readline()
-    if not line:  # the server went away before forking: nothing ran; the caller runs the job
-        for sig, handler in before.items():
-            signal.signal(sig, handler)
-        for signum in pending:
-            os.kill(os.getpid(), signum)
-        return None
-    child = json.loads(line)["pid"]
-    for signum in pending:
-        os.kill(child, signum)
-    line = replies.readline()
-    if not line:
-        print(f"divdistill: the job server ({path}) went away while job {child} ran", file=sys.stderr)
-        return 1 << 8
-    return json.loads(line)["status"]
-
-
-def exit_like(status: int):
-    """Leave this process the way the child left: its exit code, or the signal that ended it."""
-    if os.WIFSIGNALED(status):
-        sig = os.WTERMSIG(status)
-        if sig != signal.SIGKILL:  # SIGKILL has no handler to reset
-            signal.signal(sig, signal.SIG_DFL)
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os.kill(os.getpid(), sig)
-        raise SystemExit(128 + sig)  # not reached: the signal ends this process
-    raise SystemExit(os.waitstatus_to_exitcode(status))
+from .jobclient import ENV, FORWARDED, OFF, recv_request, reply
 
 
 # ----------------------------------------------------------------------------- server
@@ -138,7 +51,7 @@ def preload() -> None:
 
     import divdistill
 
-    from .tracking.store import preload as preload_mlflow
+    from ..tracking.store import preload as preload_mlflow
 
     for mod in pkgutil.walk_packages(divdistill.__path__, "divdistill."):
         if mod.name != "divdistill.__main__":
@@ -146,9 +59,9 @@ def preload() -> None:
     preload_mlflow()
 
 
-def _child(request: dict, fds: list[int], inherited: list) -> int:
-    """In the forked child: become the job (the client's fds, directory, environment), run it, and
-    return its exit code."""
+def _child(request: dict, fds: list[int], inherited: list, main: Callable[[list[str]], None]) -> int:
+    """In the forked child: become the job (the client's fds, directory, environment), run it through
+    ``main`` (cli.main, handed down by the serve command), and return its exit code."""
     import random
 
     for s in inherited:  # the listening socket and other jobs' connections are not this job's
@@ -171,8 +84,6 @@ def _child(request: dict, fds: list[int], inherited: list) -> int:
     random.seed()
     if "numpy" in sys.modules:
         sys.modules["numpy"].random.seed()
-    from .cli import main
-
     try:
         main(request["argv"])  # a call, not a process: the SIGTERM handler, no collector tricks
         return 0
@@ -193,9 +104,10 @@ def _child(request: dict, fds: list[int], inherited: list) -> int:
         return 1
 
 
-def serve(path: str) -> None:
-    """Listen on ``path`` (clients queue while the imports run), then fork a child per request until
-    SIGTERM or until the process that started the server is gone; running jobs are waited for."""
+def serve(path: str, main: Callable[[list[str]], None]) -> None:
+    """Listen on ``path`` (clients queue while the imports run), then fork a child per request, which runs
+    ``main(argv)`` (cli.main), until SIGTERM or until the process that started the server is gone;
+    running jobs are waited for."""
     import atexit
     import gc
     import selectors
@@ -228,7 +140,7 @@ def serve(path: str) -> None:
                 conn, _ = listener.accept()
                 try:
                     conn.settimeout(10)
-                    request, fds = _recv_request(conn)
+                    request, fds = recv_request(conn)
                     conn.settimeout(None)
                 except (OSError, ValueError) as e:
                     print(f"job server: bad request: {e}", flush=True)
@@ -240,7 +152,7 @@ def serve(path: str) -> None:
                     code = 1
                     try:
                         sel.close()
-                        code = _child(request, fds, [listener, conn, *jobs.values()])
+                        code = _child(request, fds, [listener, conn, *jobs.values()], main)
                     finally:
                         try:
                             atexit._run_exitfuncs()
@@ -252,7 +164,7 @@ def serve(path: str) -> None:
                     os.close(fd)
                 jobs[pid] = conn
                 try:
-                    _reply(conn, pid=pid)
+                    reply(conn, pid=pid)
                 except OSError:  # its client is gone already: so is the job (reaped below)
                     os.kill(pid, signal.SIGKILL)
                     continue
@@ -261,18 +173,23 @@ def serve(path: str) -> None:
             else:  # a client spoke or hung up before its job ended: it was killed; so is the job
                 os.kill(key.data, signal.SIGKILL)
                 sel.unregister(key.fileobj)
-        while jobs:
-            pid, status = os.waitpid(-1, os.WNOHANG)
-            if pid == 0:
-                break
-            conn = jobs.pop(pid)
-            try:
-                _reply(conn, status=status)
-            except OSError:
-                pass
-            if conn in (k.fileobj for k in sel.get_map().values()):
-                sel.unregister(conn)
-            conn.close()
+        _reap(jobs, sel)
+
+
+def _reap(jobs: dict, sel) -> None:
+    """Every finished child: its wait status to its client (gone clients are skipped), the connection closed."""
+    while jobs:
+        pid, status = os.waitpid(-1, os.WNOHANG)
+        if pid == 0:
+            break
+        conn = jobs.pop(pid)
+        try:
+            reply(conn, status=status)
+        except OSError:
+            pass
+        if conn in (k.fileobj for k in sel.get_map().values()):
+            sel.unregister(conn)
+        conn.close()
 
 
 # ----------------------------------------------------------------------------- start and stop (the Snakefile)
