@@ -65,8 +65,8 @@ def all_targets():
 
 def distilled_sets(datasets, candidates):
     """(dataset, method, distill_seed, seed) of every distilled set the grid evaluates at all IPCs at once
-    (DM's per-IPC sets are not among them)."""
-    nested = methods.names("selection", "generative")
+    (the per-IPC sets of DM and of the k-means samplers are not among them)."""
+    nested = [m for m in methods.names("selection", "generative") if not methods.get(m).per_ipc]
     return [(d, m, ds, s) for d in datasets for m in candidates if m in nested
             for ds in grid.distill_seeds_for(config, m) for s in config["seeds"]]
 
@@ -79,6 +79,12 @@ GRIDS = {f"{grid.FIGURES}/samples-{d}-{m}.png": SAMPLE_GRID.format(dataset=d, me
          for d, m, ds, s in distilled_sets(grid.datasets_used(config), methods.names("generative"))
          if any(m in t["methods"] and d in t["datasets"] for t in config["tables"].values())
          and ds == grid.distill_seeds_for(config, m)[0] and s == config["seeds"][0]}
+# ... and of the per-IPC generative methods, their largest IPC's set
+GRIDS.update({f"{grid.FIGURES}/samples-{d}-{m}.png": grid.SAMPLE_GRID_PER_IPC.format(
+              dataset=d, method=m, ipc=max(config["ipc"]), distill_seed=grid.distill_seeds_for(config, m)[0])
+              for d in grid.datasets_used(config) for m in methods.names("generative")
+              if methods.get(m).per_ipc and config["ipc"]
+              and any(m in t["methods"] and d in t["datasets"] for t in config["tables"].values())})
 FIGURES = list(GRIDS)
 # Figure 1: the generative methods of Table 1 (DiT vs Ours at least) on its first dataset,
 # first distillation seed and seed.
@@ -89,7 +95,8 @@ FIGURE1_FILES = [f"{grid.FIGURES}/figure1.png", f"{grid.FIGURES}/figure1.pdf"] i
 
 
 def figure1_inputs(wildcards):
-    return {m: grid.distilled(FIGURE1["dataset"], m, grid.distill_seeds_for(config, m)[0], config["seeds"][0])
+    return {m: grid.distilled(FIGURE1["dataset"], m, grid.distill_seeds_for(config, m)[0], config["seeds"][0],
+                              max(config["ipc"]))  # a per-IPC method's largest set
             for m in FIGURE1["methods"]}
 
 
@@ -107,9 +114,11 @@ def as_arg(obj):
 
 def report_spec(*keys):
     """What a report job reads of params.yaml (a change elsewhere does not re-render), with params.yaml's
-    own methods and eviction rules only when it has some."""
-    keys = (*keys, "methods", "evictions")
-    return as_arg({k: config[k] for k in keys if k in config and (k not in ("methods", "evictions") or config[k])})
+    own methods, eviction rules and samplers only when it has some (the built-ins' settings are not read)."""
+    own = ("methods", "evictions")
+    spec = {k: config[k] for k in (*keys, *own) if k in config and (k not in own or config[k])}
+    samplers = {k: v for k, v in (config.get("samplers") or {}).items() if "function" in v}
+    return as_arg({**spec, **({"samplers": samplers} if samplers else {})})
 
 
 def data_dir(wildcards):
@@ -184,12 +193,12 @@ def finetune_params(wildcards):
 
 
 def generator_dir(wildcards):
-    """The DiT a generative method samples from: its fine-tuned copy (a sample-key variant such as
-    ours-guidance-2 shares ours'), or the pretrained one for DiT."""
-    if not methods.get(names.base_method(wildcards.method)).finetuned:
+    """The DiT a generative method samples from: a fine-tuned copy (its own, or its recipe's; a sample-key
+    variant such as ours-guidance-2 shares ours'), or the pretrained one (DiT, MGD³, D⁴M)."""
+    tuned = names.finetuned_name(wildcards.method)
+    if tuned is None:
         return GEN["dit"]
-    return FINETUNED.format(dataset=wildcards.dataset, method=names.finetuned_name(wildcards.method),
-                            distill_seed=wildcards.distill_seed)
+    return FINETUNED.format(dataset=wildcards.dataset, method=tuned, distill_seed=wildcards.distill_seed)
 
 
 def sample_params(wildcards):
@@ -198,7 +207,12 @@ def sample_params(wildcards):
 
 
 def sample_inputs(wildcards):
+    """meta.json, the decoder, the DiT sampled (when the workflow makes it) and, for a sampler that reads
+    the real training latents (MGD³'s modes, D⁴M's prototypes), the dataset's latent cache."""
     inputs = {"meta": META.format(dataset=wildcards.dataset), **generator_inputs("vae_decoder")(wildcards)}
-    if methods.get(names.base_method(wildcards.method)).finetuned or GEN["pretrain"]:
+    method = methods.get(names.base_method(wildcards.method))
+    if method.generator is not None or GEN["pretrain"]:
         inputs["dit"] = generator_dir(wildcards)
+    if methods.SAMPLERS[method.sampler].needs_real:
+        inputs["cache"] = LATENTS.format(dataset=wildcards.dataset)
     return inputs

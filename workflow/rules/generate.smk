@@ -118,7 +118,7 @@ rule finetune:
 
 rule sample:
     """A generative method's distilled sets, one per evaluation seed, at the largest IPC (smaller IPCs
-    are per-class prefixes). All seeds in one job: the models load once."""
+    are per-class prefixes). All seeds in one job: the models load once. Any sampler whose sets nest."""
     input:
         unpack(sample_inputs),
     output:
@@ -128,11 +128,12 @@ rule sample:
         method=names.generative_method_pattern(),
     params:
         p=sample_params,
-        max_ipc=max(config["ipc"]),
+        ipc=max(config["ipc"]),
         data=data_dir,
         vae=GEN["vae_decoder"],
         dit=generator_dir,
         seeds=config["seeds"],
+        cache=lambda wc, input: ["--cache", input.cache] if "cache" in input.keys() else [],
     priority: 20  # on the critical path: start before the evaluations
     threads: config["sample"]["threads"]
     conda:
@@ -148,5 +149,26 @@ rule sample:
     shell:
         "divdistill sample --data {params.data:q} --vae {params.vae:q} --dit {params.dit:q} "
         "--method {wildcards.method:q} --distill-seed {wildcards.distill_seed:q} --seeds {params.seeds:q} "
-        "--max-ipc {params.max_ipc:q} --params {params.p:q} --out {output.distilled:q} --grid {output.grid:q} "
-        "--threads {threads} 2> {log:q}"
+        "--max-ipc {params.ipc:q} {params.cache:q} --params {params.p:q} --out {output.distilled:q} "
+        "--grid {output.grid:q} --threads {threads} 2> {log:q}"
+
+
+use rule sample as sample_per_ipc with:
+    # A sampler whose sets are one per IPC (k-means with k = IPC: MGD³'s modes, D⁴M's prototypes).
+    output:
+        distilled=expand(grid.DISTILLED_PER_IPC, seed=config["seeds"], allow_missing=True),
+        grid=grid.SAMPLE_GRID_PER_IPC,
+    wildcard_constraints:
+        method=names.generative_method_pattern(per_ipc=True),
+    params:
+        p=sample_params,
+        ipc=lambda wc: int(wc.ipc),
+        data=data_dir,
+        vae=GEN["vae_decoder"],
+        dit=generator_dir,
+        seeds=config["seeds"],
+        cache=lambda wc, input: ["--cache", input.cache] if "cache" in input.keys() else [],
+    log:
+        "results/logs/sample/{dataset}/{method}/ipc{ipc}/distill{distill_seed}.log",
+    benchmark:
+        "results/benchmarks/sample/{dataset}/{method}/ipc{ipc}/distill{distill_seed}.tsv"

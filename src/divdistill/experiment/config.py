@@ -236,10 +236,11 @@ def _nets() -> tuple[str, ...]:
 
 
 def _extension_errors(cfg: dict) -> list[str]:
-    """params.yaml's own eviction rules (``evictions: {name: "module:function"}``, imported here so a
-    typo fails before any job) and methods (``methods: {name: {real_evict, gen_evict, label}}``, then
-    added to the name table). Without either, nothing to import (method/memory.py imports torch)."""
-    errors = []
+    """params.yaml's own eviction rules (``evictions: {name: "module:function"}``) and samplers
+    (``samplers: {name: {function, ...}}``), imported here so a typo fails before any job, and methods
+    (``methods: {name: {real_evict, gen_evict | recipe, sampler, label}}``, then added to the name
+    table). Without any, nothing to import (method/memory.py imports torch)."""
+    errors, known = [], set()
     own = cfg.get("evictions") or {}
     if own or cfg.get("methods"):
         from ..method.memory import EVICTIONS, load_evictions
@@ -251,11 +252,32 @@ def _extension_errors(cfg: dict) -> list[str]:
         known = {*EVICTIONS, *own}
     for name, spec in (cfg.get("methods") or {}).items():
         for key in ("real_evict", "gen_evict"):
-            if spec[key] not in known:
+            if key in spec and spec[key] not in known:
                 errors.append(f"methods.{name}.{key}: unknown eviction rule {spec[key]!r} (known: {', '.join(sorted(known))})")
+        if ("recipe" in spec) == ("real_evict" in spec):
+            errors.append(f"methods.{name}: give either real_evict and gen_evict (a fine-tuning of its own) "
+                          "or recipe (the fine-tuned method whose DiT it samples)")
+    for name, spec in (cfg.get("samplers") or {}).items():
+        if "function" in spec:  # one's own: imported here, so a typo fails before any job
+            from ..generator.samplers import resolve
+
+            try:
+                resolve(spec["function"])
+            except (ImportError, AttributeError, ValueError) as e:
+                errors.append(f"samplers.{name}.function: {spec['function']!r} cannot be imported ({e})")
+        elif name not in methods.SAMPLERS:
+            errors.append(f"samplers.{name}: not a built-in sampler ({', '.join(methods.SAMPLERS)}): "
+                          "give its function to add one of your own")
     if not errors:
         try:
             methods.use(cfg)
         except ValueError as e:
             errors.append(str(e))
+    for name, spec in (cfg.get("methods") or {}).items() if not errors else ():
+        if spec.get("sampler", "ddpm") not in methods.SAMPLERS:
+            errors.append(f"methods.{name}.sampler: unknown sampler {spec['sampler']!r} "
+                          f"(known: {', '.join(methods.SAMPLERS)})")
+        if "recipe" in spec and spec["recipe"] not in methods.names(finetuned=True):
+            errors.append(f"methods.{name}.recipe: {spec['recipe']!r} is not a fine-tuned method "
+                          f"(one of {', '.join(methods.names(finetuned=True))})")
     return errors

@@ -31,6 +31,7 @@ FINETUNE_CHECKPOINTS = "results/checkpoints/finetune/{dataset}/{method}/distill{
 DISTILLED = "results/distilled/{dataset}/{method}/distill{distill_seed}-seed{seed}.safetensors"
 DISTILLED_PER_IPC = "results/distilled/{dataset}/{method}/ipc{ipc}/distill{distill_seed}-seed{seed}.safetensors"
 SAMPLE_GRID = "results/figures/samples/{dataset}-{method}-distill{distill_seed}.png"
+SAMPLE_GRID_PER_IPC = "results/figures/samples/{dataset}-{method}-ipc{ipc}-distill{distill_seed}.png"
 EVAL = "results/eval/{dataset}/{method}/ipc{ipc}/{model}/distill{distill_seed}-seed{seed}.json"
 DIVERSITY = "results/diversity/{dataset}/{method}/distill{distill_seed}-seed{seed}.json"
 EVIDENCE = "results/evidence.json"  # the result files (and sha256) each rendered cell was made from
@@ -49,9 +50,9 @@ TABLE_EXTS = ("md", "tex", "html")
 
 
 def distilled(dataset: str, method: str, distill_seed: int, seed: int, ipc=None) -> str:
-    """A distilled set's file; a synthesis method (DM) has one per IPC."""
+    """A distilled set's file; a synthesis method (DM) and a k-means sampler (MGD³, D⁴M) have one per IPC."""
     kw = dict(dataset=dataset, method=method, distill_seed=distill_seed, seed=seed)
-    per_ipc = methods.get(base_method(method)).kind == "synthesis"
+    per_ipc = methods.get(base_method(method)).per_ipc
     return DISTILLED_PER_IPC.format(ipc=ipc, **kw) if per_ipc else DISTILLED.format(**kw)
 
 

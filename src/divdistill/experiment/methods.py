@@ -5,15 +5,20 @@ A method is a column of the tables. Its ``kind`` says how its distilled sets com
 
     selection    real images picked by a rule (Random, K-Center, Herding)
     synthesis    pixels optimised per IPC (DM): one set per (IPC, seed), not nested prefixes
-    generative   sampled from a DiT; ``evict`` = (real-memory, generative-memory) eviction of its
-                 fine-tuning (method/memory.py), None for the pretrained DiT sampled as is
+    generative   sampled from a DiT: a fine-tuning recipe times a sampler. ``evict`` = (real-memory,
+                 generative-memory) eviction of its own fine-tuning (method/memory.py); ``recipe`` = the
+                 method whose fine-tuned DiT it samples instead; neither: the pretrained DiT as is.
+                 ``sampler`` (``SAMPLERS``, generator/samplers.py): plain DDPM, MGD³'s mode guidance,
+                 D⁴M's prototypes, or one's own
     upper_bound  the whole training set (Full)
     reported     published numbers only, never run here (IDC-1; baselines/reported.py)
 
-The order of ``BUILTIN`` is the tables' column order (the paper's Table 1, then Table 3's
-ablation pairs). A researcher's own generative method is one entry of params.yaml's ``methods``
-section (``use``), placed before Full; its eviction rules come from the ``evictions`` section
-(method/memory.py's registry). README "Extending" walks through one.
+The order of ``BUILTIN`` is the tables' column order (the paper's Table 1 with today's training-free
+MGD³ and D⁴M after Minimax, then Table 3's ablation pairs). A researcher's own generative method is
+one entry of params.yaml's ``methods`` section (``use``), placed before Full: its own eviction rules
+(the ``evictions`` section, method/memory.py's registry) or a ``recipe`` (another method's fine-tuned
+DiT), and a ``sampler`` (built-in, or one of the ``samplers`` section). README "Extending" walks
+through them.
 """
 
 from __future__ import annotations
@@ -26,6 +31,23 @@ FULL_IPC = "all"  # the ipc wildcard of the upper bound: the whole training set
 
 
 @dataclass(frozen=True)
+class SamplerSpec:
+    """A sampler of generative methods: its function and what the workflow must give it."""
+
+    target: str  # "module:function" (generator/samplers.py's signature)
+    per_ipc: bool = False  # one set per IPC (k-means with k = IPC), not nested prefixes of the largest
+    needs_real: bool = False  # the class's real training latents (the dataset's latent cache)
+
+
+SAMPLERS: dict[str, SamplerSpec] = {
+    "ddpm": SamplerSpec("divdistill.generator.samplers:ddpm"),
+    "mode_guidance": SamplerSpec("divdistill.generator.samplers:mode_guidance", per_ipc=True, needs_real=True),
+    "prototype": SamplerSpec("divdistill.generator.samplers:prototype", per_ipc=True, needs_real=True),
+}
+SAMPLER_KEYS = ("function", "per_ipc", "needs_real")  # a samplers entry's keys that are not its settings
+
+
+@dataclass(frozen=True)
 class Method:
     name: str
     kind: str
@@ -34,21 +56,36 @@ class Method:
     finetune: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))  # fixed over params.yaml's
     features: bool = False  # a selection that needs the feature extractor (baselines/features.py)
     citation: str | None = None  # where it comes from, for a reported column's footnote
+    sampler: str = "ddpm"  # generative: how its sets are drawn (SAMPLERS)
+    recipe: str | None = None  # generative: the fine-tuned method whose DiT it samples (None: its own / pretrained)
 
     def __post_init__(self):
         if self.kind not in KINDS:
             raise ValueError(f"method {self.name!r}: kind must be one of {', '.join(KINDS)}, got {self.kind!r}")
         if self.evict is not None and self.kind != "generative":
             raise ValueError(f"method {self.name!r}: only a generative method has memory evictions")
+        if self.recipe is not None and self.evict is not None:
+            raise ValueError(f"method {self.name!r}: a recipe of another method's or evictions of its own, not both")
         object.__setattr__(self, "finetune", MappingProxyType(dict(self.finetune)))
 
     @property
     def finetuned(self) -> bool:
+        """Fine-tunes a DiT of its own (a job of its own)."""
         return self.evict is not None
 
+    @property
+    def generator(self) -> str | None:
+        """The method whose fine-tuned DiT this one samples; None: the pretrained DiT."""
+        return self.recipe or (self.name if self.finetuned else None)
 
-def _gen(name, label, evict, **finetune):
-    return Method(name, "generative", label, evict, finetune)
+    @property
+    def per_ipc(self) -> bool:
+        """One distilled set per IPC (DM; k-means samplers), not nested prefixes of the largest IPC's."""
+        return self.kind == "synthesis" or (self.kind == "generative" and SAMPLERS[self.sampler].per_ipc)
+
+
+def _gen(name, label, evict, sampler="ddpm", recipe=None, **finetune):
+    return Method(name, "generative", label, evict, finetune, sampler=sampler, recipe=recipe)
 
 
 BUILTIN = (
@@ -62,6 +99,9 @@ BUILTIN = (
     # the no-memory control: memories kept and logged, their terms weighted 0 (DiffFit alone)
     _gen("difffit", "DiffFit (no memory)", ("fifo", "fifo"), lambda_real=0.0, lambda_gen=0.0),
     _gen("minimax", "Minimax", ("fifo", "fifo")),
+    # training-free, on the pretrained DiT: MGD³'s mode guidance and D⁴M's prototypes (generator/samplers.py)
+    _gen("mgd3", "MGD³", None, sampler="mode_guidance"),
+    _gen("d4m", "D⁴M", None, sampler="prototype"),
     _gen("ours", "Ours", ("max", "max")),
     # Ours with the memory terms weighted as the paper's code does (method/losses.py memory_loss)
     _gen("ours-paper-code", "Ours (paper code)", ("max", "max"), memory_weighting="paper_code"),
@@ -70,16 +110,25 @@ BUILTIN = (
     _gen("realmax-genmin", "real max / gen min", ("max", "min")),
     Method("full", "upper_bound", "Full"),
 )
-CITATIONS = {"minimax": "Gu et al., CVPR 2024"}  # a run method that also has a reported column
+CITATIONS = {"minimax": "Gu et al., CVPR 2024", "mgd3": "Chan-Santiago et al., ICML 2025",
+             "d4m": "Su et al., CVPR 2024"}  # run methods that also have a reported column
 
 _TABLE: dict[str, Method] = {m.name: m for m in BUILTIN}
 
 
 def use(cfg: dict) -> None:
-    """Add params.yaml's own methods (``methods: {name: {real_evict, gen_evict, label}}``) to the
-    table, before Full. Idempotent; a name that clashes with another entry is refused."""
+    """Add params.yaml's own samplers (``samplers: {name: {function, per_ipc, needs_real, ...settings}}``)
+    and methods (``methods: {name: {real_evict, gen_evict | recipe, sampler, label}}``) to the tables,
+    the methods before Full. Idempotent; a name that clashes with another entry is refused."""
+    for name, spec in (cfg.get("samplers") or {}).items():
+        if "function" in spec:
+            own = SamplerSpec(spec["function"], bool(spec.get("per_ipc")), bool(spec.get("needs_real")))
+            if name in SAMPLERS and SAMPLERS[name] != own:
+                raise ValueError(f"samplers.{name}: the name is taken by another sampler ({SAMPLERS[name].target})")
+            SAMPLERS[name] = own
     for name, spec in (cfg.get("methods") or {}).items():
-        m = _gen(name, spec.get("label", name), (spec["real_evict"], spec["gen_evict"]))
+        evict = (spec["real_evict"], spec["gen_evict"]) if "real_evict" in spec else None
+        m = _gen(name, spec.get("label", name), evict, spec.get("sampler", "ddpm"), spec.get("recipe"))
         if name in _TABLE and _TABLE[name] != m:
             raise ValueError(f"methods.{name}: the name is taken by another method ({_TABLE[name].label})")
         _TABLE[name] = m

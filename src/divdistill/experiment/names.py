@@ -60,10 +60,12 @@ def section_overrides(method: str, section: str) -> dict:
     return {k: v for k, v in split_method(method)[1].items() if VARIANT_KEYS[k][0] == section}
 
 
-def finetuned_name(method: str) -> str:
-    """The fine-tuned model a generative method samples from: its name without the sample keys
-    ("ours-max_steps-5000-guidance-2" -> "ours-max_steps-5000")."""
-    return variant_name(base_method(method), **section_overrides(method, "finetune"))
+def finetuned_name(method: str) -> str | None:
+    """The fine-tuned model a generative method samples from: its generator's name (its own, or its
+    recipe's) with the finetune keys ("ours-max_steps-5000-guidance-2" -> "ours-max_steps-5000");
+    None for the pretrained DiT."""
+    generator = methods.get(base_method(method)).generator
+    return None if generator is None else variant_name(generator, **section_overrides(method, "finetune"))
 
 
 def finetune_settings(cfg: dict, method: str) -> dict:
@@ -82,9 +84,17 @@ def finetune_settings(cfg: dict, method: str) -> dict:
 
 
 def sample_settings(cfg: dict, method: str) -> dict:
-    """Every setting of one sampling job (generator/sample.py): params.yaml's sample section with a
-    variant's values over it."""
-    return {**{k: v for k, v in cfg["sample"].items() if k != "threads"}, **section_overrides(method, "sample")}
+    """Every setting of one sampling job (generator/samplers.py): params.yaml's sample section with a
+    variant's values over it; for a sampler other than plain DDPM its name and its own settings (the
+    ``samplers`` section's entry, with its function when it is one's own), so a change there re-runs
+    only its methods' sampling."""
+    out = {**{k: v for k, v in cfg["sample"].items() if k != "threads"}, **section_overrides(method, "sample")}
+    sampler = methods.get(base_method(method)).sampler
+    if sampler == "ddpm":
+        return out
+    own = (cfg.get("samplers") or {}).get(sampler, {})
+    settings = {k: v for k, v in own.items() if k not in methods.SAMPLER_KEYS}
+    return {**out, "sampler": sampler, **settings, **({"function": own["function"]} if "function" in own else {})}
 
 
 def _keys_of(section: str) -> str:
@@ -97,9 +107,13 @@ def finetuned_method_pattern() -> str:
     return rf"({tuned})(-({_keys_of('finetune')})-[0-9][0-9.e+-]*)*"
 
 
-def generative_method_pattern() -> str:
-    """Wildcard regex of every sampled method's name: DiT with sample keys, or a fine-tuned model
-    with sample keys."""
+def generative_method_pattern(per_ipc: bool = False) -> str:
+    """Wildcard regex of the sampled methods' names whose sets are nested (or, ``per_ipc``, one per IPC):
+    a method that fine-tunes nothing of its own with sample keys, or a fine-tuned model with sample keys."""
     sample = rf"(-({_keys_of('sample')})-[0-9][0-9.e+-]*)*"
-    pretrained = "|".join(re.escape(m) for m in methods.names("generative", finetuned=False))
-    return rf"({pretrained}|{finetuned_method_pattern()}){sample}"
+    kind = [m for m in methods.names("generative") if methods.get(m).per_ipc == per_ipc]
+    untuned = "|".join(re.escape(m) for m in kind if not methods.get(m).finetuned)
+    tuned = "|".join(re.escape(m) for m in kind if methods.get(m).finetuned)
+    alternatives = [*([untuned] if untuned else []),
+                     *([rf"({tuned})(-({_keys_of('finetune')})-[0-9][0-9.e+-]*)*"] if tuned else [])]
+    return rf"({'|'.join(alternatives) or '(?!)'}){sample}"

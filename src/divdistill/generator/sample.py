@@ -94,15 +94,23 @@ def step_table(scheduler: DDPMScheduler, steps: int) -> list[dict]:
     return table
 
 
-def ancestral_step(x: torch.Tensor, eps: torch.Tensor, v: torch.Tensor, k: dict, noise: torch.Tensor | None):
-    """x_t, eps, v (B, c, h, w) -> x_prev; learned-range log variance frac*log(beta) + (1-frac)*log(post var)."""
+def ancestral_step(x: torch.Tensor, eps: torch.Tensor, v: torch.Tensor, k: dict, noise: torch.Tensor | None,
+                   mode: torch.Tensor | None = None, mode_scale: float = 0.0):
+    """x_t, eps, v (B, c, h, w) -> x_prev; learned-range log variance frac*log(beta) + (1-frac)*log(post var).
+
+    ``mode`` (B, c, h, w): MGD³'s pull of the predicted clean latent x0_hat toward it, added to the mean,
+    x_prev = mean + mode_scale * sigma_t * (mode - x0_hat) + sigma_t * noise (its reference code's sign:
+    toward the mode; docs/protocol.md). None at t = 0, where no noise is added either."""
     x0 = (x - k["sqrt_1m_abar"] * eps) / k["sqrt_abar"]
     mean = k["coef_x0"] * x0 + k["coef_xt"] * x
     if noise is None:  # t = 0
         return mean
     frac = (v + 1) / 2
     logvar = frac * k["max_log"] + (1 - frac) * k["min_log"]
-    return mean + torch.exp(0.5 * logvar) * noise
+    sigma = torch.exp(0.5 * logvar)
+    if mode is not None:
+        mean = mean + mode_scale * sigma * (mode - x0)
+    return mean + sigma * noise
 
 
 def guided_output(dit, x: torch.Tensor, t: int, labels: torch.Tensor, guidance: float,
@@ -134,13 +142,19 @@ def guided_output(dit, x: torch.Tensor, t: int, labels: torch.Tensor, guidance: 
 def sample_latents(dit, labels: torch.Tensor, *, steps: int = 50, guidance: float = 4.0,
                    guidance_channels: int | None = None, null_label: int, seed: int, index: torch.Tensor,
                    batch_size: int = 64, device="cpu", precision: str | None = None,
-                   progress: bool = True) -> torch.Tensor:
+                   progress: bool = True, modes: torch.Tensor | None = None, mode_scale: float = 0.0,
+                   mode_stop: int = 0, start: torch.Tensor | None = None, strength: float = 1.0) -> torch.Tensor:
     """Scaled latents (N, c, h, w) on the CPU for generator labels (N,) and per-class image indices (N,).
 
     ``dit`` must already be on ``device``; it is run in eval mode (no label dropout) and its mode restored.
     ``guidance_channels=3`` is DiT's original (guide eps channels 0..2 only); None guides all channels.
     ``precision`` "bf16" runs the DiT forward under bf16 autocast (also on the CPU), "fp32" without,
     None as :func:`divdistill.runtime.device.dit_autocast` decides per device; the update stays fp32.
+    ``modes`` (N, c, h, w): each chain pulled toward its mode (MGD³, :func:`ancestral_step`) while the
+    respaced step index (steps - 1 at the noisiest, 0 at the last) is above ``mode_stop``.
+    ``start`` (N, c, h, w): clean latents each chain starts from (D⁴M's prototypes), noised by eq. (1) to
+    respaced step ``steps - int(steps * strength)`` (DDPM img2img's start) and denoised from there;
+    strength 0 returns them unchanged. The noise of every step is the image's own, as without them.
     """
     labels, index = labels.long().cpu(), index.long().cpu()
     if labels.shape != index.shape or labels.ndim != 1:
@@ -149,6 +163,9 @@ def sample_latents(dit, labels: torch.Tensor, *, steps: int = 50, guidance: floa
     if dit.config.out_channels != 2 * c:
         raise ValueError("expected a learned-variance DiT (out_channels == 2 * in_channels)")
     table = step_table(make_scheduler(), steps)
+    first = 0 if start is None else steps - int(steps * strength)  # the first respaced step run
+    if not 0 <= first <= steps:
+        raise ValueError(f"strength must lie in [0, 1], got {strength}")
     was_training = dit.training
     dit.eval()
     out = []
@@ -158,9 +175,14 @@ def sample_latents(dit, labels: torch.Tensor, *, steps: int = 50, guidance: floa
         noise = image_noise(seed, y, index[lo:lo + batch_size], steps, (c, s, s)).to(device)  # (B, steps, c, s, s)
         y = y.to(device)
         x = noise[:, 0]  # (B, c, s, s)
-        for i, k in enumerate(table):
+        if start is not None:  # eq. (1) at the first step run: sqrt(abar_t) z0 + sqrt(1 - abar_t) eps
+            z0 = start[lo:lo + batch_size].to(device)
+            x = z0 if first == steps else table[first]["sqrt_abar"] * z0 + table[first]["sqrt_1m_abar"] * x
+        mode = None if modes is None else modes[lo:lo + batch_size].to(device)
+        for i, k in enumerate(table[first:], start=first):
             eps, v = guided_output(dit, x, k["t"], y, guidance, guidance_channels, null_label, precision)
-            x = ancestral_step(x, eps, v, k, noise[:, i + 1] if i + 1 < steps else None)
+            pull = mode if steps - 1 - i > mode_stop else None  # the respaced index of step i
+            x = ancestral_step(x, eps, v, k, noise[:, i + 1] if i + 1 < steps else None, pull, mode_scale)
         out.append(x.cpu())
     dit.train(was_training)
     z = torch.cat(out) if out else torch.empty(0, c, s, s)

@@ -1,5 +1,6 @@
 """divdistill sample: a generative method's distilled sets, every seed in one job (the models load
-once), at the largest IPC: smaller IPCs are per-class prefixes (generator/sample.py)."""
+once), by its sampler (generator/samplers.py): at the largest IPC when its sets nest (smaller IPCs are
+per-class prefixes), else at the one IPC the set is for (k-means samplers: MGD³, D⁴M)."""
 
 from __future__ import annotations
 
@@ -8,25 +9,52 @@ import time
 from .common import DEVICE, REQ, SEEDS, THREADS, TRACKING, imported, json_arg, pair_up, tracking
 
 ARGS = ((["--data"], REQ), (["--vae"], REQ), (["--dit"], REQ), (["--method"], REQ),
-        (["--distill-seed"], {"type": int, **REQ}), SEEDS, (["--max-ipc"], {"type": int, **REQ}),
+        (["--distill-seed"], {"type": int, **REQ}), SEEDS,
+        (["--max-ipc"], {"type": int, **REQ, "help": "images per class of each set"}),
+        (["--cache"], {"help": "the dataset's latent cache: real training latents, for samplers that need them"}),
         (["--params"], REQ), (["--out"], {"nargs": "+", **REQ}),
         (["--grid"], {**REQ, "help": "sample grid of the first seed"}), THREADS, DEVICE, TRACKING)
+
+
+def real_latents(cache_path, data) -> dict:
+    """Generator label -> the posterior means (n, c, h, w) of the class's real training images."""
+    import torch
+
+    from ..data.datasets import load_meta, load_split
+    from ..generator.latents import load_latent_cache
+
+    meta, labels = load_meta(data), load_split(data, "train").labels
+    cache, _ = load_latent_cache(cache_path)
+    if len(cache["mean"]) != len(labels):
+        raise ValueError(f"{cache_path} holds {len(cache['mean'])} latents, {data} {len(labels)} training images")
+    return {y: cache["mean"][labels == i] for i, y in enumerate(meta["labels"]) if bool(torch.any(labels == i))}
 
 
 def run(args) -> None:
     import torch
 
     from ..data.datasets import load_meta
-    from ..runtime.device import resolve
-    from ..generator.sample import require_varied, sample_images, save_grid
+    from ..experiment.methods import SAMPLERS
+    from ..generator.latents import decode
+    from ..generator.sample import require_varied, save_grid
+    from ..generator.samplers import resolve
     from ..generator.weights import load_dit, load_vae
     from ..io import keep, save_tensors
+    from ..runtime.device import resolve as resolve_device
     from ..tracking.runs import start_run
 
     imported(args.threads)
     p = json_arg(args.params)
+    settings = {k: v for k, v in p.items() if k not in ("sampler", "function")}
+    vae_batch = settings.pop("vae_batch_size", 64)
+    sampler = p.get("sampler", "ddpm")
+    spec = SAMPLERS.get(sampler)
+    draw = resolve(p.get("function") or spec.target)
+    real = real_latents(args.cache, args.data) if args.cache else None
+    if (spec is not None and spec.needs_real) and real is None:
+        raise SystemExit(f"sampler {sampler} needs the real training latents: pass --cache")
     meta = load_meta(args.data)
-    dev = resolve(args.device)
+    dev = resolve_device(args.device)
     vae = load_vae(args.vae, dev, role="vae_decode", channels=meta["channels"])
     dit = load_dit(args.dit, dev, labels=meta["labels"], latent_channels=vae.config.latent_channels)
     ipc, ncls = args.max_ipc, len(meta["labels"])
@@ -40,8 +68,9 @@ def run(args) -> None:
                    tags={"dataset": meta["name"], "method": args.method}) as run:
         for seed, out in zip(args.seeds, args.out):
             t0 = time.perf_counter()
-            images = sample_images(dit, vae, torch.tensor(meta["labels"])[local],
-                                   null_label=dit.config.num_embeds_ada_norm, seed=seed, index=index, device=dev, **p)
+            latents = draw(dit, torch.tensor(meta["labels"])[local], index=index, seed=seed, ipc=ipc, real=real,
+                           null_label=dit.config.num_embeds_ada_norm, device=dev, **settings)
+            images = decode(vae, latents.to(vae.device), batch_size=vae_batch)
             run.log_metrics({"images_per_s": len(images) / (time.perf_counter() - t0)}, step=seed)
             require_varied(images, f"the distilled set of seed {seed} ({out})")
             save_tensors(out, {"images": images, "labels": local},

@@ -17,7 +17,10 @@ from ..experiment import methods
 from ..experiment.grid import table_layout  # the table's rows, as the tables print them
 from .stats import ALPHA, POWER, pair_up, paired
 
-HEADLINE = (("ours", "minimax"), ("ours", "dit"), ("minimax", "dit"), ("ours-paper-code", "ours"))
+# the paper's questions, then today's field: the training-free mode guidance against the method, the
+# DiT it guides and the fine-tuned baseline
+HEADLINE = (("ours", "minimax"), ("ours", "dit"), ("minimax", "dit"), ("ours-paper-code", "ours"),
+            ("ours", "mgd3"), ("mgd3", "dit"), ("mgd3", "minimax"))
 
 
 def pairs_of(table_methods) -> list[tuple[str, str]]:
