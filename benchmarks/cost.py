@@ -99,7 +99,7 @@ def count_models(cfg: dict, n_classes: int, stored_res: int) -> dict[str, float]
     with torch.no_grad():
         f["feat_fwd"] = flops(lambda: net(meta(b, 3, stored_res, stored_res))) / b
     f["feat_train"] = flops(lambda: net(meta(b, 3, stored_res, stored_res)).sum().backward()) / b
-    dm = bl["dm"]
+    dm = cfg["synthesis"]["dm"]
     net = build_net(dm["model"], n_classes, 3, stored_res, dm["width"], dm.get("depth")).to("meta")
     net.requires_grad_(False)
     with torch.no_grad():
@@ -162,7 +162,7 @@ def grid_jobs(cfg: dict, f: dict, n_train_pc: int, n_test_pc: int, mfu: dict) ->
     # select (kcenter/herding): one job per method embeds the training images once for every seed
     add("select (embed)", {d: len({m for m in by_dataset[d] if methods.get(names.base_method(m)).features}) for d in datasets},
         lambda d: [(n_train[d] * f["feat_fwd"], "tf32", "convnet")])
-    dm = cfg["baselines"]["dm"]
+    dm = cfg["synthesis"]["dm"]
     for ipc in cfg["ipc"]:
         add(f"dm ipc{ipc}", {d: int("dm" in by_dataset[d]) * len(seeds) for d in datasets},
             lambda d: [(dm["iterations"] * ncls[d] * (min(dm["batch_real"], n_train_pc) * f["dm_real"]
@@ -265,7 +265,7 @@ def main():
               f"train step {f[name + '_train'] / 1e9:.2f} GFLOP ({f[name + '_train'] / f[name + '_fwd']:.2f} x)")
     print(f"  features net ({cfg['baselines']['features']['model']}, {stored} px): forward "
           f"{f['feat_fwd'] / 1e9:.2f}, train {f['feat_train'] / 1e9:.2f} GFLOP")
-    print(f"  DM ({cfg['baselines']['dm']['model']}, {stored} px, frozen random net): real embedding "
+    print(f"  DM ({cfg['synthesis']['dm']['model']}, {stored} px, frozen random net): real embedding "
           f"{f['dm_real'] / 1e9:.2f}, synthetic fwd+bwd to pixels {f['dm_syn'] / 1e9:.2f} GFLOP")
 
     rows = grid_jobs(cfg, f, n_train_pc, n_test_pc, mfu)

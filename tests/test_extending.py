@@ -134,3 +134,52 @@ def test_a_dataset_from_an_existing_source_is_one_line(monkeypatch, tmp_path):
     assert meta["class_names"] == ["Sandal", "Sneaker", "Ankle boot"] and meta["labels"] == [5, 7, 9]
     train = datasets.load_split(tmp_path / "shoes", "train")
     assert train.images.shape == (12, 1, 32, 32) and train.labels.tolist() == [0] * 4 + [1] * 4 + [2] * 4
+
+
+KINDS = {  # params.yaml entries of one's own method of each kind (tests/extension/kinds.py)
+    "methods": {"brightest": {"kind": "selection", "function": "tests.extension.kinds:brightest",
+                              "label": "Brightest"},
+                "pooled": {"kind": "synthesis", "function": "tests.extension.kinds:pooled_means",
+                           "label": "Pooled means"},
+                "weak": {"recipe": "ours", "sampler": "weak", "label": "Ours, weak guidance"}},
+    "samplers": {"weak": {"function": "tests.extension.kinds:weak_guidance", "factor": 0.5}},
+    "synthesis": {"pooled": {"pool": 4}},
+}
+
+
+@needs_fashion
+@pytest.mark.slow
+@pytest.mark.workflow
+def test_a_method_of_each_kind_from_params_alone(tmp_path):
+    """A selection rule, a synthesis method and a sampler of one's own (one module outside the package
+    plus params.yaml entries) run through the smoke DAG into Table 1 and the comparisons, with nothing
+    under src/ or workflow/ changed (the project is a git repository: its status says so)."""
+    from .conftest import new_project, run
+
+    smoke = dd.load(ROOT / "config" / "smoke.yaml")
+    smoke.update(KINDS)
+    smoke["tables"] = {"table1": {**smoke["tables"]["table1"],
+                                  "methods": ["random", "brightest", "pooled", "dit", "ours", "weak", "full"]}}
+    smoke.pop("sweeps", None)
+    project = new_project(tmp_path / "p", smoke)
+    for cmd in (["git", "init", "-q"], ["git", "add", "-A"],
+                ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "clone"]):
+        run(cmd, project)
+    env = {**project_env(), "PYTHONPATH": str(ROOT)}  # where tests/extension lives
+    run(["snakemake", "--cores", "2", "all"], project, env=env)
+    md = (project / "reports/tables/table1.md").read_text()
+    header = next(line for line in md.splitlines() if line.startswith("| Dataset"))
+    assert all(label in header for label in ("Brightest", "Pooled means", "Ours, weak guidance")), header
+    compared = (project / "reports/tables/comparisons.md").read_text()
+    for label in ("Brightest − Random", "Pooled means − Random", "Ours, weak guidance − Random"):
+        assert label in compared, compared
+    # each ran its own function: the brightest picks, the pooled pixels, the weakened guidance
+    from divdistill.io import load_tensors
+
+    _, meta = load_tensors(project / "results/distilled/fashion-hard/pooled/ipc2/distill0-seed0.safetensors")
+    assert meta["pool"] == 4 and meta["method"] == "pooled"
+    _, meta = load_tensors(project / "results/distilled/fashion-hard/weak/distill0-seed0.safetensors")
+    assert meta["sampler"] == "weak" and meta["generator"] == "results/finetuned/fashion-hard/ours/distill0"
+    assert not (project / "results/finetuned/fashion-hard/weak").exists()  # Ours' fine-tuned DiT, sampled
+    status = run(["git", "status", "--porcelain", "--", "src", "workflow"], project).stdout
+    assert status == "", status

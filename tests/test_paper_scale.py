@@ -165,7 +165,7 @@ def tiny_paper_config(imagenet_root: Path, weights: dict[str, str]) -> dict:
     cfg["finetune"].update(epochs=1, max_steps=4, batch_size=4, memory_size=2, checkpoint_every=2, threads=1)
     cfg["sample"].update(steps=2, threads=1)  # guidance 4.0 on the first 3 latent channels, as the paper
     cfg["baselines"]["features"].update(width=8, depth=2, epochs=1, batch_size=16)
-    cfg["baselines"]["dm"].update(iterations=2, batch_real=4, width=8, depth=2)
+    cfg["synthesis"]["dm"].update(iterations=2, batch_real=4, width=8, depth=2)
     cfg["baselines"]["threads"] = 1
     cfg["tables"] = {"table1": {"datasets": ["imagewoof"], "methods": TABLE1_RUN, "reported": ["idc-1", "minimax"],
                                 "models": ["convnet"]}}
@@ -231,7 +231,7 @@ def test_paper_scale_dag_end_to_end_on_fake_imagenet(project, tmp_path_factory):
     # every stage tracked in its experiment, every run finished
     client = MlflowClient(tracking_uri=f"sqlite:///{project}/mlflow.db")
     prefix = cfg["mlflow"]["experiment_prefix"]
-    expected = {"prepare": 1, "features": 1, "select": 3, "dm": 1, "finetune": 3, "sample": 4, "diversity": 7,
+    expected = {"prepare": 1, "features": 1, "select": 3, "synthesize": 1, "finetune": 3, "sample": 4, "diversity": 7,
                 "evaluate": len(cells), "pretrain": 0}
     for stage, n in expected.items():
         exp = client.get_experiment_by_name(f"{prefix}-{stage}")

@@ -18,7 +18,7 @@ def _numbers(text: str) -> list[str]:
 
 def test_demo_settings_quoted_in_the_readme_are_params_yaml():
     assert set(re.findall(r"(\d+) evaluation seeds", README)) == {str(len(PARAMS["seeds"]))}
-    iterations = str(PARAMS["baselines"]["dm"]["iterations"])
+    iterations = str(PARAMS["synthesis"]["dm"]["iterations"])
     assert re.findall(r"DM for (\d+) iterations", README) == [iterations]
     assert re.findall(r"runs (\d+) iterations \(the paper", README) == [iterations]
     net = PARAMS["evaluate"]["nets"]["convnet"]

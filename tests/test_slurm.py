@@ -27,7 +27,7 @@ pytestmark = [needs_fashion, pytest.mark.slow, pytest.mark.workflow]
 
 CLUSTER = ROOT / "tests" / "slurm" / "cluster.sh"
 RULES = ("prepare", "pretrain_vae", "pretrain_dit", "encode", "finetune", "sample", "select", "features",
-         "diversity", "evaluate", "evaluate_full", "figure1", "parents", "render", "dm")
+         "diversity", "evaluate", "evaluate_full", "figure1", "parents", "render", "synthesize")
 # The local cluster: its partition, no GPU, one thread and modest memory per job (the profile's
 # per-rule values are for an 80 GB GPU node); the profile's other settings apply as written.
 # Job status from squeue: the cluster keeps no accounting database (cluster.sh, MinJobAge 1 h).

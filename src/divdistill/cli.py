@@ -22,7 +22,8 @@ import sys
 
 # command -> module of jobs/
 JOBS = {
-    "prepare": "prepare", "features": "features", "select": "select", "dm": "dm", "evaluate": "evaluate",
+    "prepare": "prepare", "features": "features", "select": "select", "synthesize": "synthesize",
+    "evaluate": "evaluate",
     "pretrain-vae": "pretrain_vae", "pretrain-dit": "pretrain_dit", "encode": "encode", "finetune": "finetune",
     "sample": "sample", "diversity": "diversity", "figure1": "figure1", "parents": "parents", "render": "render",
     "study": "study", "check": "check", "verify": "verify", "init-tracking": "init_tracking", "serve": "serve",

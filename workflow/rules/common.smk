@@ -71,9 +71,21 @@ def distilled_sets(datasets, candidates):
             for ds in grid.distill_seeds_for(config, m) for s in config["seeds"]]
 
 
-# Diversity and coverage: every distilled set of Table 1's datasets and methods.
-DIVERSITY = [DIVERSITY_PATH.format(dataset=d, method=m, distill_seed=ds, seed=s)
-             for d, m, ds, s in distilled_sets(config["tables"]["table1"]["datasets"], config["tables"]["table1"]["methods"])]
+# Diversity and coverage: every distilled set of Table 1's datasets and methods (a per-IPC generative
+# method's sets of every IPC: MGD³, D⁴M; DM's optimised pixels are not measured).
+_t1_sets = distilled_sets(config["tables"]["table1"]["datasets"], config["tables"]["table1"]["methods"])
+_t1_sets += [(d, m, ds, s) for d in config["tables"]["table1"]["datasets"] for m in config["tables"]["table1"]["methods"]
+             if methods.get(m).kind == "generative" and methods.get(m).per_ipc
+             for ds in grid.distill_seeds_for(config, m) for s in config["seeds"]]
+DIVERSITY = [DIVERSITY_PATH.format(dataset=d, method=m, distill_seed=ds, seed=s) for d, m, ds, s in _t1_sets]
+
+
+def diversity_sets(wildcards):
+    """Each seed's set at the largest IPC (nested), or, seed-major, each seed's set of every IPC."""
+    if not methods.get(names.base_method(wildcards.method)).per_ipc:
+        return expand(DISTILLED, seed=config["seeds"], **wildcards)
+    return [grid.distilled(wildcards.dataset, wildcards.method, wildcards.distill_seed, s, ipc)
+            for s in config["seeds"] for ipc in config["ipc"]]
 # Sample grids of the generative methods (first distillation seed, first seed) copied to reports/figures.
 GRIDS = {f"{grid.FIGURES}/samples-{d}-{m}.png": SAMPLE_GRID.format(dataset=d, method=m, distill_seed=ds)
          for d, m, ds, s in distilled_sets(grid.datasets_used(config), methods.names("generative"))
@@ -182,9 +194,10 @@ def features_params(wildcards):
     return as_arg({**config["baselines"]["features"], "augment": config["evaluate"]["augment"]})
 
 
-def dm_params(wildcards):
-    # augment: only its normalisation is used (the space the synthetic pixels live in)
-    return as_arg({**config["baselines"]["dm"], "augment": config["evaluate"]["augment"]})
+def synthesis_params(wildcards):
+    """A synthesis method's settings (params.yaml's synthesis.<method>) and the protocol's augment (DM
+    uses only its normalisation: the space the synthetic pixels live in)."""
+    return as_arg({**config["synthesis"][wildcards.method], "augment": config["evaluate"]["augment"]})
 
 
 def finetune_params(wildcards):

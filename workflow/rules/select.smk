@@ -22,8 +22,8 @@ rule features:
 
 
 rule select:
-    """A selection baseline's ordered per-class picks at the largest IPC (smaller IPCs are prefixes),
-    every seed in one job (the features are embedded once)."""
+    """A selection method's ordered per-class picks at the largest IPC (smaller IPCs are prefixes), by
+    its function (the selection contract), every seed in one job (the features are embedded once)."""
     input:
         unpack(select_inputs),
     output:
@@ -35,6 +35,7 @@ rule select:
         max_ipc=max(config["ipc"]),
         data=data_dir,
         seeds=config["seeds"],
+        function=lambda wc: methods.get(wc.method).function,
         features=lambda wc, input: ["--features", input.features] if "features" in input.keys() else [],
     threads: config["baselines"]["threads"]
     conda:
@@ -45,33 +46,38 @@ rule select:
         mem_mb=2000,
         runtime=10,
     shell:
-        "divdistill select --method {wildcards.method:q} "
+        "divdistill select --method {wildcards.method:q} --function {params.function:q} "
         "--data {params.data:q} --seeds {params.seeds:q} --max-ipc {params.max_ipc:q} "
         "{params.features:q} --threads {threads} --out {output:q} 2> {log:q}"
 
 
-rule dm:
-    """Distribution matching: a synthetic set optimised for one IPC (sets of different IPCs are not nested)."""
+rule synthesize:
+    """A synthesis method's set optimised for one (IPC, seed) by its function (the synthesis contract;
+    DM's: baselines/dm.py). Sets of different IPCs are not nested."""
     input:
         meta=META,
     output:
-        expand(grid.DISTILLED_PER_IPC, method="dm", distill_seed=0, allow_missing=True),
+        expand(grid.DISTILLED_PER_IPC, distill_seed=0, allow_missing=True),
+    wildcard_constraints:
+        method="|".join(methods.names("synthesis")) or "(?!)",
     params:
-        p=dm_params,
+        p=synthesis_params,
+        function=lambda wc: methods.get(wc.method).function,
         data=data_dir,
     threads: config["baselines"]["threads"]
     conda:
         "../envs/divdistill.yaml"
     log:
-        "results/logs/dm/{dataset}/ipc{ipc}/seed{seed}.log",
+        "results/logs/synthesize/{dataset}/{method}/ipc{ipc}/seed{seed}.log",
     benchmark:
-        "results/benchmarks/dm/{dataset}/ipc{ipc}/seed{seed}.tsv"
+        "results/benchmarks/synthesize/{dataset}/{method}/ipc{ipc}/seed{seed}.tsv"
     resources:
         mem_mb=4000,
         runtime=240,
         gpu=1,
     shell:
-        "divdistill dm --data {params.data:q} --ipc {wildcards.ipc:q} --seed {wildcards.seed:q} "
+        "divdistill synthesize --method {wildcards.method:q} --function {params.function:q} "
+        "--data {params.data:q} --ipc {wildcards.ipc:q} --seed {wildcards.seed:q} "
         "--params {params.p:q} --out {output:q} --threads {threads} 2> {log:q}"
 
 
@@ -82,7 +88,7 @@ rule diversity:
         unpack(generator_inputs("vae")),
         meta=META,
         features=FEATURES,
-        distilled=expand(DISTILLED, seed=config["seeds"], allow_missing=True),
+        distilled=diversity_sets,
         cache=LATENTS,
     output:
         expand(DIVERSITY_PATH, seed=config["seeds"], allow_missing=True),
@@ -90,6 +96,7 @@ rule diversity:
         data=data_dir,
         vae=GEN["vae"],
         ipc=config["ipc"],
+        per_ipc=lambda wc: ["--per-ipc"] if methods.get(names.base_method(wc.method)).per_ipc else [],
     conda:
         "../envs/divdistill.yaml"
     log:
@@ -99,4 +106,5 @@ rule diversity:
         runtime=10,
     shell:
         "divdistill diversity --data {params.data:q} --vae {params.vae:q} --cache {input.cache:q} "
-        "--features {input.features:q} --distilled {input.distilled:q} --ipc {params.ipc:q} --out {output:q} 2> {log:q}"
+        "--features {input.features:q} --distilled {input.distilled:q} --ipc {params.ipc:q} {params.per_ipc:q} "
+        "--out {output:q} 2> {log:q}"

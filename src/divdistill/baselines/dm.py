@@ -24,6 +24,7 @@ bit-identical images.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import sys
 from collections.abc import Callable
@@ -214,3 +215,19 @@ def distill_dm(train: ImageSet, cfg: DMConfig, seed: int, init_index: torch.Tens
 
     images = to_uint8(syn.detach(), cfg.augment).cpu()
     return DMResult(images, init_labels.clone(), losses, init_index)
+
+
+def synthesize(train: ImageSet, ipc: int, seed: int, settings: dict, device="cpu",
+               log: Callable[[int, dict], None] | None = None) -> tuple[torch.Tensor, torch.Tensor, dict]:
+    """The synthesis contract (experiment/methods.py) for DM: ``settings`` is params.yaml's
+    ``synthesis.dm`` with the evaluation protocol's ``augment`` (its normalisation is the pixels' space).
+    -> (uint8 images, labels, metadata: the initial picks, the DSA draw settings, the matching loss)."""
+    cfg = DMConfig(ipc=ipc, iterations=settings["iterations"], lr_img=settings["lr_img"],
+                   momentum=settings["momentum"], batch_real=settings["batch_real"], net=settings["model"],
+                   width=settings["width"], depth=settings["depth"], dsa=DSAConfig(),
+                   augment=AugmentConfig(**settings["augment"]))
+    res = distill_dm(train, cfg, seed, device=device, progress=True,
+                     on_step=None if log is None else (lambda it, loss: log(it, {"loss_match": loss})))
+    first_last = {"loss_match_first": res.losses[0], "loss_match_last": res.losses[-1]} if res.losses else {}
+    return res.images, res.labels, {"init_index": res.init_index.tolist(), "dsa": dataclasses.asdict(cfg.dsa),
+                                    **first_last}

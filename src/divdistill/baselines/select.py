@@ -97,29 +97,43 @@ def herding(train: ImageSet, max_ipc: int, seed: int, features: torch.Tensor) ->
 # name -> function(train ImageSet, max_ipc, seed, features (N, D) or None) -> selected indices, class-major;
 # a selector whose ``features`` has no default needs them (the name table's ``features`` flag says the
 # same to the DAG, which then trains the feature network first: tests/test_baselines.py holds them equal)
-SELECTORS = {
-    "random": lambda train, max_ipc, seed, features=None: random_order(train.labels, max_ipc, seed),
-    "kcenter": kcenter,
-    "herding": herding,
-}
+def random_selection(train: ImageSet, max_ipc: int, seed: int, features: torch.Tensor | None = None) -> torch.Tensor:
+    """Per class, a seeded random order of its images, class-major (``random_order``)."""
+    return random_order(train.labels, max_ipc, seed)
 
 
-def needs_features(method: str) -> bool:
-    return inspect.signature(SELECTORS[method]).parameters["features"].default is inspect.Parameter.empty
+SELECTORS = {"random": random_selection, "kcenter": kcenter, "herding": herding}
 
 
-def select(method: str, train: ImageSet, max_ipc: int, seed: int, features: torch.Tensor | None = None
+def needs_features(method) -> bool:
+    """Whether a selection rule (a name of ``SELECTORS`` or the function itself) needs features: its
+    ``features`` parameter has no default."""
+    fn = SELECTORS[method] if isinstance(method, str) else method
+    return inspect.signature(fn).parameters["features"].default is inspect.Parameter.empty
+
+
+def select(method, train: ImageSet, max_ipc: int, seed: int, features: torch.Tensor | None = None
            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(images, labels, source indices) of the distilled set, class-major, ordered within class.
-    ``features``: (N, D) rows aligned with ``train.images``, required by the selections that need them (``needs_features``)."""
-    if method not in SELECTORS:
+    """(images, labels, source indices) of the distilled set, class-major, ordered within class, by a
+    selection rule: a name of ``SELECTORS`` or a function with their signature (the selection contract,
+    experiment/methods.py). ``features``: (N, D) rows aligned with ``train.images``, required by the rules
+    that need them (``needs_features``). A rule's indices are checked: class-major, ``max_ipc`` per class,
+    each a training image of that class, none twice."""
+    if isinstance(method, str) and method not in SELECTORS:
         raise KeyError(f"unknown selection method {method!r}; known: {', '.join(SELECTORS)}")
+    name = method if isinstance(method, str) else getattr(method, "__name__", repr(method))
     if needs_features(method):
         if features is None:
-            raise ValueError(f"selection method {method!r} needs features (features.embed of a trained "
+            raise ValueError(f"selection method {name!r} needs features (features.embed of a trained "
                              "network), got none")
         if features.ndim != 2 or len(features) != len(train.labels):
             raise ValueError(f"features must be (N, D) with N = {len(train.labels)} training images, "
                              f"got {tuple(features.shape)}")
-    idx = SELECTORS[method](train, max_ipc, seed, features)
+    idx = torch.as_tensor((SELECTORS[method] if isinstance(method, str) else method)(train, max_ipc, seed, features))
+    classes = train.labels.unique(sorted=True)
+    if (idx.ndim != 1 or len(set(idx.tolist())) != len(idx)
+            or not torch.equal(train.labels[idx.long()], classes.repeat_interleave(max_ipc))):
+        raise ValueError(f"selection {name!r} must return {max_ipc} distinct training indices per class, "
+                         "class-major")
+    idx = idx.long()
     return train.images[idx], train.labels[idx], idx

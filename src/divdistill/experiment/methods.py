@@ -3,8 +3,14 @@ the tables and figures, MLflow and the cost model.
 
 A method is a column of the tables. Its ``kind`` says how its distilled sets come about:
 
-    selection    real images picked by a rule (Random, K-Center, Herding)
-    synthesis    pixels optimised per IPC (DM): one set per (IPC, seed), not nested prefixes
+    selection    real images picked by a rule (Random, K-Center, Herding): ``function``, called as
+                 fn(train ImageSet, max_ipc, seed, features (N, D) or None) -> class-major training
+                 indices, ordered within class (baselines/select.py); ``features``: it needs the
+                 feature ConvNet's embedding
+    synthesis    pixels optimised per IPC (DM): one set per (IPC, seed), not nested prefixes;
+                 ``function``, called as fn(train, ipc, seed, settings, device, log) -> (uint8 images,
+                 labels, metadata) (baselines/dm.py ``synthesize``), its settings params.yaml's
+                 ``synthesis.<name>`` (checked against ``settings`` before any job, when given)
     generative   sampled from a DiT: a fine-tuning recipe times a sampler. ``evict`` = (real-memory,
                  generative-memory) eviction of its own fine-tuning (method/memory.py); ``recipe`` = the
                  method whose fine-tuned DiT it samples instead; neither: the pretrained DiT as is.
@@ -23,6 +29,8 @@ through them.
 
 from __future__ import annotations
 
+import importlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
@@ -58,6 +66,8 @@ class Method:
     citation: str | None = None  # where it comes from, for a reported column's footnote
     sampler: str = "ddpm"  # generative: how its sets are drawn (SAMPLERS)
     recipe: str | None = None  # generative: the fine-tuned method whose DiT it samples (None: its own / pretrained)
+    function: str | None = None  # selection, synthesis: "module:function" of its contract (above)
+    settings: MappingProxyType | None = None  # synthesis: JSON schema of its settings (None: its job checks them)
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -66,7 +76,12 @@ class Method:
             raise ValueError(f"method {self.name!r}: only a generative method has memory evictions")
         if self.recipe is not None and self.evict is not None:
             raise ValueError(f"method {self.name!r}: a recipe of another method's or evictions of its own, not both")
+        if (self.function is not None) != (self.kind in ("selection", "synthesis")):
+            raise ValueError(f"method {self.name!r}: a selection or synthesis method names its function, "
+                             "no other kind does")
         object.__setattr__(self, "finetune", MappingProxyType(dict(self.finetune)))
+        if self.settings is not None:
+            object.__setattr__(self, "settings", MappingProxyType(dict(self.settings)))
 
     @property
     def finetuned(self) -> bool:
@@ -88,12 +103,23 @@ def _gen(name, label, evict, sampler="ddpm", recipe=None, **finetune):
     return Method(name, "generative", label, evict, finetune, sampler=sampler, recipe=recipe)
 
 
+_SELECT = "divdistill.baselines.select"
+# Distribution matching's settings (Zhao and Bilen, WACV 2023; baselines/dm.py DMConfig), checked torch-free
+_DM_SETTINGS = {
+    "type": "object", "additionalProperties": False,
+    "required": ["iterations", "lr_img", "momentum", "batch_real", "model", "width", "depth"],
+    "properties": {"iterations": {"type": "integer", "minimum": 0}, "lr_img": {"type": "number", "exclusiveMinimum": 0},
+                   "momentum": {"type": "number", "minimum": 0, "maximum": 1},
+                   "batch_real": {"type": "integer", "minimum": 1}, "model": {"enum": ["convnet"]},
+                   "width": {"type": "integer", "minimum": 1}, "depth": {"type": "integer", "minimum": 1}},
+}
+
 BUILTIN = (
-    Method("random", "selection", "Random"),
-    Method("kcenter", "selection", "K-Center", features=True),
-    Method("herding", "selection", "Herding", features=True),
+    Method("random", "selection", "Random", function=f"{_SELECT}:random_selection"),
+    Method("kcenter", "selection", "K-Center", features=True, function=f"{_SELECT}:kcenter"),
+    Method("herding", "selection", "Herding", features=True, function=f"{_SELECT}:herding"),
     _gen("dit", "DiT", None),
-    Method("dm", "synthesis", "DM"),
+    Method("dm", "synthesis", "DM", function="divdistill.baselines.dm:synthesize", settings=_DM_SETTINGS),
     Method("idc-1", "reported", "IDC-1",
            citation="Kim et al., Dataset condensation via efficient synthetic-data parameterization, ICML 2022"),
     # the no-memory control: memories kept and logged, their terms weighted 0 (DiffFit alone)
@@ -118,8 +144,10 @@ _TABLE: dict[str, Method] = {m.name: m for m in BUILTIN}
 
 def use(cfg: dict) -> None:
     """Add params.yaml's own samplers (``samplers: {name: {function, per_ipc, needs_real, ...settings}}``)
-    and methods (``methods: {name: {real_evict, gen_evict | recipe, sampler, label}}``) to the tables,
-    the methods before Full. Idempotent; a name that clashes with another entry is refused."""
+    and methods to the tables, before Full: generative ones ``{real_evict, gen_evict | recipe, sampler,
+    label}``, selections ``{kind: selection, function, features, label}``, synthesis methods ``{kind:
+    synthesis, function, label}`` (their settings: ``synthesis.<name>``). Idempotent; a name that clashes
+    with another entry is refused."""
     for name, spec in (cfg.get("samplers") or {}).items():
         if "function" in spec:
             own = SamplerSpec(spec["function"], bool(spec.get("per_ipc")), bool(spec.get("needs_real")))
@@ -127,8 +155,13 @@ def use(cfg: dict) -> None:
                 raise ValueError(f"samplers.{name}: the name is taken by another sampler ({SAMPLERS[name].target})")
             SAMPLERS[name] = own
     for name, spec in (cfg.get("methods") or {}).items():
-        evict = (spec["real_evict"], spec["gen_evict"]) if "real_evict" in spec else None
-        m = _gen(name, spec.get("label", name), evict, spec.get("sampler", "ddpm"), spec.get("recipe"))
+        kind = spec.get("kind", "generative")
+        if kind == "generative":
+            evict = (spec["real_evict"], spec["gen_evict"]) if "real_evict" in spec else None
+            m = _gen(name, spec.get("label", name), evict, spec.get("sampler", "ddpm"), spec.get("recipe"))
+        else:
+            m = Method(name, kind, spec.get("label", name), features=bool(spec.get("features")),
+                       function=spec.get("function"))
         if name in _TABLE and _TABLE[name] != m:
             raise ValueError(f"methods.{name}: the name is taken by another method ({_TABLE[name].label})")
         _TABLE[name] = m
@@ -164,3 +197,13 @@ def labels() -> dict[str, str]:
 
 def citation(name: str) -> str | None:
     return get(name).citation or CITATIONS.get(name)
+
+
+def resolve(target: str) -> Callable:
+    """The function a ``"module:function"`` names (a selection's, a synthesis method's, a sampler's):
+    imported when a job runs it, and by the checks before any job for params.yaml's own."""
+    module, _, attr = target.partition(":")
+    fn = getattr(importlib.import_module(module), attr)
+    if not callable(fn):
+        raise ValueError(f"{target} is not a function")
+    return fn

@@ -22,9 +22,6 @@ A sampler of one's own is a function with the signature of :func:`ddpm`, named i
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Callable
-
 import numpy as np
 import torch
 
@@ -72,12 +69,3 @@ def prototype(dit, labels, *, index, seed, ipc, real, strength: float = 0.7, **s
     """D⁴M on DiT: each class prototype noised to ``strength`` of the respaced chain, then denoised."""
     return sample_latents(dit, labels, index=index, seed=seed, start=_tied(real, labels, index, ipc),
                           strength=strength, **settings)
-
-
-def resolve(target: str) -> Callable:
-    """The sampler function named by ``"module:function"`` (the name table's, or params.yaml's own)."""
-    module, _, attr = target.partition(":")
-    fn = getattr(importlib.import_module(module), attr)
-    if not callable(fn):
-        raise ValueError(f"{target} is not a function")
-    return fn

@@ -7,7 +7,10 @@ from .common import DEVICE, REQ, THREADS, TRACKING, imported, pair_up, tracking
 
 ARGS = ((["--data"], REQ), (["--vae"], REQ), (["--cache"], REQ),
         (["--features"], {**REQ, "help": "the feature ConvNet folder (K-Center/Herding's): PRDC's embedding"}),
-        (["--distilled"], {"nargs": "+", **REQ}), (["--ipc"], {"type": int, "nargs": "+", **REQ}),
+        (["--distilled"], {"nargs": "+", **REQ, "help": "each seed's set at the largest IPC; with --per-ipc, each "
+                           "seed's set of every IPC (seed-major)"}),
+        (["--ipc"], {"type": int, "nargs": "+", **REQ}),
+        (["--per-ipc"], {"action": "store_true", "help": "one set per IPC (DM, k-means samplers), not nested prefixes"}),
         (["--out"], {"nargs": "+", **REQ}), THREADS, DEVICE, TRACKING)
 
 
@@ -36,18 +39,24 @@ def run(args) -> None:
     embed_ = lambda x: embed(net, x, net.config["resolution"], augment=net_aug, device=dev)  # noqa: E731
     real_feats = embed_(train.images)  # (N, D): the fixed embedding of every real training image
     real_radius = knn_radius(real_feats, PRDC_K)  # (N,): once for every set
-    pair_up({"--distilled": args.distilled, "--out": args.out})
-    sets = [(path, *load_tensors(path)) for path in args.distilled]
-    first = sets[0][2]
+    if args.per_ipc:  # seed-major: the sets of seed i are distilled[i * len(ipc):(i + 1) * len(ipc)]
+        pair_up({"--distilled": args.distilled, "--out (x --ipc)": [o for o in args.out for _ in args.ipc]})
+        groups = [args.distilled[i * len(args.ipc):(i + 1) * len(args.ipc)] for i in range(len(args.out))]
+    else:
+        pair_up({"--distilled": args.distilled, "--out": args.out})
+        groups = [[path] * len(args.ipc) for path in args.distilled]
+    sets = [[(path, *load_tensors(path)) for path in group] for group in groups]  # [seed][ipc]
+    first = sets[0][0][2]
     params = {**{k: first[k] for k in ("dataset", "method", "distill_seed") if k in first},
-              "seeds": [m.get("seed") for _, _, m in sets], "prdc_k": PRDC_K, "prdc_embedding": args.features}
+              "seeds": [group[0][2].get("seed") for group in sets], "prdc_k": PRDC_K, "prdc_embedding": args.features}
     name = "/".join(str(params[k]) for k in ("dataset", "method", "distill_seed") if k in params)
     with start_run(tracking(args), "diversity", name, params, tags={"dataset": params["dataset"],
                                                                               "method": params["method"]}) as run:
-        for (path, tensors, meta), out_path in zip(sets, args.out):
+        for group, out_path in zip(sets, args.out):
+            meta = group[0][2]
             out = {**{k: meta[k] for k in ("dataset", "method", "distill_seed", "seed") if k in meta},
-                   "distilled": path, "ipc": {}}
-            for ipc in args.ipc:
+                   "distilled": group[0][0] if not args.per_ipc else [path for path, _, _ in group], "ipc": {}}
+            for ipc, (path, tensors, _) in zip(args.ipc, group):
                 x, y = take_ipc(tensors["images"], tensors["labels"], ipc, source=path)
                 z = encode_posterior(vae, x, device=dev)[0]
                 m = {"similarity": within_class_similarity(z, y), "coverage": coverage(real, train.labels, z, y),

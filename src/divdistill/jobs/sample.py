@@ -34,10 +34,9 @@ def run(args) -> None:
     import torch
 
     from ..data.datasets import load_meta
-    from ..experiment.methods import SAMPLERS
+    from ..experiment.methods import SAMPLERS, resolve
     from ..generator.latents import decode
     from ..generator.sample import require_varied, save_grid
-    from ..generator.samplers import resolve
     from ..generator.weights import load_dit, load_vae
     from ..io import keep, save_tensors
     from ..runtime.device import resolve as resolve_device

@@ -1,5 +1,6 @@
-"""divdistill select: a selection method's sets, every seed in one job (the features embedded once),
-one MLflow run per seed (baselines/select.py)."""
+"""divdistill select: a selection method's sets by its function (the selection contract,
+experiment/methods.py; the built-in rules in baselines/select.py), every seed in one job (the features
+embedded once), one MLflow run per seed."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ from pathlib import Path
 
 from .common import DEVICE, REQ, SEEDS, THREADS, TRACKING, imported, pair_up, tracking
 
-ARGS = ((["--method"], REQ), (["--data"], REQ), SEEDS, (["--max-ipc"], {"type": int, **REQ}),
+ARGS = ((["--method"], REQ), (["--function"], {**REQ, "help": "module:function of the selection contract"}),
+        (["--data"], REQ), SEEDS, (["--max-ipc"], {"type": int, **REQ}),
         (["--features"], {"help": "feature extractor folder (kcenter, herding)"}),
         (["--out"], {"nargs": "+", **REQ, "help": "one file per seed"}), THREADS, DEVICE, TRACKING)
 
@@ -15,6 +17,7 @@ ARGS = ((["--method"], REQ), (["--data"], REQ), SEEDS, (["--max-ipc"], {"type": 
 def run(args) -> None:
     from ..baselines.select import select
     from ..data.datasets import load_split
+    from ..experiment.methods import resolve as resolve_function
     from ..runtime.device import resolve
     from ..io import keep, save_tensors
     from ..tracking.runs import start_run
@@ -33,7 +36,7 @@ def run(args) -> None:
         params = {"dataset": Path(args.data).name, "method": args.method, "distill_seed": 0, "seed": seed,
                   "max_ipc": args.max_ipc, "features": args.features}
         with start_run(mlflow_cfg, "select", f"{params['dataset']}/{args.method}/seed{seed}", params) as run:
-            images, labels, idx = select(args.method, train, args.max_ipc, seed, features)
+            images, labels, idx = select(resolve_function(args.function), train, args.max_ipc, seed, features)
             save_tensors(out, {"images": images, "labels": labels},
                          {**params, "source_index": idx.tolist(), "run_id": run.run_id})
             keep(out, run.run_id)

@@ -27,8 +27,10 @@ def pairs_of(table_methods) -> list[tuple[str, str]]:
     """The comparisons a table with ``table_methods`` supports, headline ones first."""
     have = set(table_methods)
     out = [(a, b) for a, b in HEADLINE if a in have and b in have]
-    if "random" in have:
-        out += [(g, "random") for g in methods.names("generative") if g in have and (g, "random") not in out]
+    if "random" in have:  # the generated sets against random real images, then every other kind's
+        for kinds in (("generative",), ("selection", "synthesis")):
+            out += [(m, "random") for m in methods.names(*kinds) if m in have and m != "random"
+                    and (m, "random") not in out]
     return out
 
 

@@ -25,7 +25,7 @@ def render_diversity(cfg: dict, diversity: list[dict]) -> str:
     for r in diversity:
         for ipc, m in r["ipc"].items():
             groups[(r["dataset"], r["method"], ipc)].append(m)
-    # DM optimises one set per IPC (not nested prefixes): its sets are not measured here
+    # DM optimises pixels, one set per IPC: its sets are not measured here
     shown = [m for m in methods.names("selection", "generative") if m in cfg["tables"]["table1"]["methods"]]
     out = ["# Diversity and coverage of the distilled sets (Table 1's datasets)", "",
            "Measured on VAE latents (posterior means), mean ± sample std over the distilled sets "

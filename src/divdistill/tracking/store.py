@@ -17,7 +17,7 @@ import subprocess
 import time
 from pathlib import Path
 
-STAGES = ("prepare", "pretrain", "finetune", "sample", "features", "select", "dm", "diversity", "evaluate")
+STAGES = ("prepare", "pretrain", "finetune", "sample", "features", "select", "synthesize", "diversity", "evaluate")
 
 
 def experiment_name(prefix: str, stage: str) -> str:
