@@ -72,19 +72,21 @@ def test_paper_table1_marks_reported_idc1_and_minimax_beside_our_runs():
     lines = md.splitlines()
     header = next(line for line in lines if line.startswith("| Dataset"))
     cols = [c.strip() for c in header.strip("|").split("|")]
-    # paper order: ... DM, IDC-1 (reported), Minimax, Minimax (reported), Ours ...
+    # paper order: ... DM, IDC-1 (reported), Minimax, Minimax (reported), today's MGD³ and D⁴M, Ours ...
     assert cols[3:] == ["Random", "K-Center", "Herding", "DiT", "DM", "IDC-1 (reported)†", "Minimax",
-                        "Minimax (reported)†", "Ours", "Ours (paper code)", "Full"]
+                        "Minimax (reported)†", "MGD³", "MGD³ (reported)†", "D⁴M", "Ours", "Ours (paper code)",
+                        "Full"]
     row = next(line for line in lines if line.startswith("| imagewoof | 10 | ResNetAP-10"))
     vals = [v.strip() for v in row.strip("|").split("|")][3:]
     assert vals[5] == "39.1 ± 0.5" and vals[7] == "39.2 ± 1.3"  # IDC-1 / Minimax, IPC 10 (published)
     assert vals[6] == "31.0 ± 1.0"  # our Minimax run: mean of 30, 31, 32 and their sample std
+    assert vals[9] == "40.4"  # MGD³'s own ImageWoof ResNetAP-10 figure at IPC 10 (no std published)
     row50 = next(line for line in lines if line.startswith("| imagewoof | 50 | ResNetAP-10"))
     assert "48.3 ± 1.0" in row50 and "56.3 ± 1.0" in row50
     # no published ConvNet-6 figure: a dash, and the footnote says so; the citation is there
     conv = [v.strip() for v in next(line for line in lines if line.startswith("| imagewoof | 10 | ConvNet"))
             .strip("|").split("|")][3:]
-    assert conv[5] == "–" and conv[7] == "–"
+    assert conv[5] == "–" and conv[7] == "–" and conv[9] == "34.7"  # MGD³ published a ConvNet-6 figure
     assert "No published IDC-1 figure exists for imagewoof / ConvNet" in md
     assert "Kim et al." in md and "CVPR 2024" in md
     tex = render_latex(cfg, "table1", aggregate(fake))
