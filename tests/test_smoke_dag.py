@@ -130,6 +130,29 @@ def test_smoke_dag_with_8_cores_tracks_every_run(smoke):
     assert png.startswith(b"\x89PNG") and len(png) > 20_000
 
 
+def test_the_cost_table_is_the_sum_of_the_jobs_benchmark_records(smoke):
+    """reports/cost.json against the benchmark files summed here by their folders (the smoke's jobs all
+    run on one thread): each table method's select, synthesize, sample and own fine-tuning records."""
+    project, cfg, _ = smoke
+    cost = json.loads((project / "reports/cost.json").read_text())
+    bench = project / "results/benchmarks"
+
+    def summed(paths):
+        return sum(float(p.read_text().splitlines()[1].split("\t")[0]) for p in paths)
+
+    for method, per_d in cost["methods"].items():
+        m = methods.get(method)
+        for d, c in per_d.items():
+            paths = {"selection": lambda: [bench / f"select/{d}/{method}.tsv"],
+                     "synthesis": lambda: sorted((bench / f"synthesize/{d}/{method}").rglob("*.tsv")),
+                     "generative": lambda: sorted((bench / f"sample/{d}/{method}").rglob("*.tsv"))
+                     + (sorted((bench / f"finetune/{d}/{method}").rglob("*.tsv")) if m.finetuned else [])}[m.kind]()
+            assert len(paths) == c["jobs"] and abs(summed(paths) - c["core_seconds"]) < 0.02, (method, d)
+    assert {"mgd3", "d4m", "dm", "ours"} <= set(cost["methods"])
+    assert (project / "reports/tables/cost.md").read_text().startswith("# What each distilled set costs")
+    assert (project / "reports/figures/cost.png").stat().st_size > 1000
+
+
 def test_three_runs_against_one_database_no_lock_no_duplicate_no_running(smoke):
     """The smoke DAG three times in a row against one mlflow.db, 8 jobs at a time: the first run (the
     fixture); every evaluation forced again beside a fine-tuning variant whose loss overflows

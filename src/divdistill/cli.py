@@ -26,7 +26,7 @@ JOBS = {
     "evaluate": "evaluate",
     "pretrain-vae": "pretrain_vae", "pretrain-dit": "pretrain_dit", "encode": "encode", "finetune": "finetune",
     "sample": "sample", "diversity": "diversity", "figure1": "figure1", "parents": "parents", "render": "render",
-    "study": "study", "check": "check", "verify": "verify", "init-tracking": "init_tracking", "serve": "serve",
+    "study": "study", "cost": "cost", "check": "check", "verify": "verify", "init-tracking": "init_tracking", "serve": "serve",
 }
 
 

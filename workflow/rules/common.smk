@@ -54,13 +54,22 @@ STUDY_DIVERSITY = sorted({DIVERSITY_PATH.format(**vars(c)) for c in STUDY_CELLS}
 STUDY_DIR = grid.STUDY
 STUDY_OUTPUTS = [f"{STUDY_DIR}/{f}" for f in ("study.md", "study.html", "metrics.json", "figure.png", "figure.pdf")]
 
+# The build cost of each table method's sets: the benchmark records of the jobs that made them
+# (report/cost.py), and what the cost job reads of params.yaml.
+from divdistill.report.cost import job_records as _cost_jobs
+
+_cost = _cost_jobs(config)
+COST_INPUTS = sorted({p for per_d in _cost["methods"].values() for jobs in per_d.values() for _, p, _ in jobs}
+                     | {p for p, _ in _cost["shared"].values()})
+
 # The paired comparisons of every table row (compare.py), written by the render job.
 COMPARISONS = expand(grid.COMPARISONS, ext=grid.TABLE_EXTS)
 
 
 def all_targets():
     return [*expand(grid.TABLE, table=TABLES, ext=grid.TABLE_EXTS), grid.METRICS, grid.DIVERSITY_TABLE,
-            *COMPARISONS, *FIGURES, *SWEEP_FIGURES, *FIGURE1_FILES]
+            *COMPARISONS, *FIGURES, *SWEEP_FIGURES, *FIGURE1_FILES, grid.COST_TABLE, grid.COST,
+            *expand(grid.COST_FIGURE, ext=("png", "pdf"))]
 
 
 def distilled_sets(datasets, candidates):

@@ -19,7 +19,7 @@ if GEN["pretrain"]:
         log:
             "results/logs/pretrain/vae.log",
         benchmark:
-            "results/benchmarks/pretrain/vae.tsv"
+            grid.BENCHMARKS["pretrain_vae"]
         resources:
             mem_mb=4000,
             runtime=30,
@@ -45,7 +45,7 @@ if GEN["pretrain"]:
         log:
             "results/logs/pretrain/dit.log",
         benchmark:
-            "results/benchmarks/pretrain/dit.tsv"
+            grid.BENCHMARKS["pretrain_dit"]
         resources:
             mem_mb=4000,
             runtime=60,
@@ -71,6 +71,8 @@ rule encode:
         "../envs/divdistill.yaml"
     log:
         "results/logs/encode/{dataset}.log",
+    benchmark:
+        grid.BENCHMARKS["encode"]
     resources:
         mem_mb=8000,
         runtime=30,
@@ -104,7 +106,7 @@ rule finetune:
     log:
         "results/logs/finetune/{dataset}/{method}/distill{distill_seed}.log",
     benchmark:
-        "results/benchmarks/finetune/{dataset}/{method}/distill{distill_seed}.tsv"
+        grid.BENCHMARKS["finetune"]
     resources:
         mem_mb=16000,
         runtime=600,
@@ -141,7 +143,7 @@ rule sample:
     log:
         "results/logs/sample/{dataset}/{method}/distill{distill_seed}.log",
     benchmark:
-        "results/benchmarks/sample/{dataset}/{method}/distill{distill_seed}.tsv"
+        grid.BENCHMARKS["sample"]
     resources:
         mem_mb=8000,
         runtime=120,
@@ -171,4 +173,4 @@ use rule sample as sample_per_ipc with:
     log:
         "results/logs/sample/{dataset}/{method}/ipc{ipc}/distill{distill_seed}.log",
     benchmark:
-        "results/benchmarks/sample/{dataset}/{method}/ipc{ipc}/distill{distill_seed}.tsv"
+        grid.BENCHMARKS["sample_per_ipc"]

@@ -5,6 +5,8 @@ SAMPLE_LABELS = {f"{grid.FIGURES}/samples-{d}-{m}.png": {"dataset": d, "method":
                  for d in grid.datasets_used(config) for m in methods.names("generative")}
 
 REPORT_SPEC = report_spec("tables", "ipc", "seeds", "distill_seeds", "sweeps", "finetune", "evaluate")
+COST_SPEC = report_spec("tables", "ipc", "seeds", "distill_seeds", "baselines", "finetune", "sample", "pretrain",
+                        "generator")
 
 
 rule parents:
@@ -70,6 +72,32 @@ rule render:
         "divdistill render --spec {params.spec:q} --results {input.results:q} --diversity {input.diversity:q} "
         "--grids {params.grids:q} --tables {params.tables:q} --parents {input.parents:q} "
         "--metrics {output.metrics:q} --evidence {output.evidence:q} --plots {output.plots:q} --sweep-plots {params.sweep_plots:q} 2> {log:q}"
+
+
+rule cost:
+    """What each method's sets cost to build (core-seconds from the jobs' benchmark records; report/cost.py):
+    a table, its JSON and accuracy against cost, apart from the accuracy tables (timings vary)."""
+    input:
+        benchmarks=COST_INPUTS,
+        metrics=grid.METRICS,
+    output:
+        table=grid.COST_TABLE,
+        json=grid.COST,
+        png=report(grid.COST_FIGURE.format(ext="png"), caption="../report/cost.rst", category="Figures",
+                   labels={"figure": "Build cost against accuracy"}),
+        pdf=grid.COST_FIGURE.format(ext="pdf"),
+    params:
+        spec=COST_SPEC,
+    conda:
+        "../envs/divdistill.yaml"
+    log:
+        "results/logs/cost.log",
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    shell:
+        "divdistill cost --spec {params.spec:q} --metrics {input.metrics:q} --table {output.table:q} "
+        "--json {output.json:q} --png {output.png:q} --pdf {output.pdf:q} 2> {log:q}"
 
 
 if STUDY_CELLS:

@@ -12,6 +12,8 @@ rule features:
         "../envs/divdistill.yaml"
     log:
         "results/logs/features/{dataset}.log",
+    benchmark:
+        grid.BENCHMARKS["features"]
     resources:
         mem_mb=4000,
         runtime=120,
@@ -42,6 +44,8 @@ rule select:
         "../envs/divdistill.yaml"
     log:
         "results/logs/select/{dataset}/{method}.log",
+    benchmark:
+        grid.BENCHMARKS["select"]
     resources:
         mem_mb=2000,
         runtime=10,
@@ -70,7 +74,7 @@ rule synthesize:
     log:
         "results/logs/synthesize/{dataset}/{method}/ipc{ipc}/seed{seed}.log",
     benchmark:
-        "results/benchmarks/synthesize/{dataset}/{method}/ipc{ipc}/seed{seed}.tsv"
+        grid.BENCHMARKS["synthesize"]
     resources:
         mem_mb=4000,
         runtime=240,

@@ -34,6 +34,20 @@ SAMPLE_GRID = "results/figures/samples/{dataset}-{method}-distill{distill_seed}.
 SAMPLE_GRID_PER_IPC = "results/figures/samples/{dataset}-{method}-ipc{ipc}-distill{distill_seed}.png"
 EVAL = "results/eval/{dataset}/{method}/ipc{ipc}/{model}/distill{distill_seed}-seed{seed}.json"
 DIVERSITY = "results/diversity/{dataset}/{method}/distill{distill_seed}-seed{seed}.json"
+# Snakemake's benchmark record of each job that builds a distilled set or what they share (wall s; the
+# cost table, report/cost.py, multiplies by the job's threads: core-seconds)
+BENCHMARKS = {
+    "pretrain_vae": "results/benchmarks/pretrain/vae.tsv", "pretrain_dit": "results/benchmarks/pretrain/dit.tsv",
+    "encode": "results/benchmarks/encode/{dataset}.tsv", "features": "results/benchmarks/features/{dataset}.tsv",
+    "finetune": "results/benchmarks/finetune/{dataset}/{method}/distill{distill_seed}.tsv",
+    "sample": "results/benchmarks/sample/{dataset}/{method}/distill{distill_seed}.tsv",
+    "sample_per_ipc": "results/benchmarks/sample/{dataset}/{method}/ipc{ipc}/distill{distill_seed}.tsv",
+    "select": "results/benchmarks/select/{dataset}/{method}.tsv",
+    "synthesize": "results/benchmarks/synthesize/{dataset}/{method}/ipc{ipc}/seed{seed}.tsv",
+}
+COST_TABLE = "reports/tables/cost.md"  # timings vary from run to run: apart from the accuracy tables
+COST = "reports/cost.json"
+COST_FIGURE = "reports/figures/cost.{ext}"
 EVIDENCE = "results/evidence.json"  # the result files (and sha256) each rendered cell was made from
 PARENTS = "results/parents.json"  # the MLflow run of every table cell (tracking/parents.py)
 HISTORY = "results/history"  # io.keep: every finished output, copied, by MLflow run id

@@ -141,6 +141,23 @@ def read_gzip(path, todo: str = REBUILD) -> bytes:
         raise DamagedFile(path, f"corrupt gzip file ({e})", todo) from None
 
 
+def read_tsv(path, todo: str = REBUILD) -> list[dict[str, str]]:
+    """The rows of a tab-separated file with a header line (Snakemake's benchmark records), as dicts."""
+    path = _exists(path)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as e:
+        raise DamagedFile(path, f"not text (byte {e.start} is not UTF-8)", todo) from None
+    if len(lines) < 2:
+        raise DamagedFile(path, f"{len(lines)} line(s): a header and at least one row expected", todo)
+    header = lines[0].split("\t")
+    rows = [line.split("\t") for line in lines[1:] if line.strip()]
+    for i, row in enumerate(rows, start=2):
+        if len(row) != len(header):
+            raise DamagedFile(f"{path}:{i}", f"{len(row)} fields where the header has {len(header)}", todo)
+    return [dict(zip(header, row)) for row in rows]
+
+
 def sha256_file(path) -> str:
     """The sha256 of a file's bytes (what a rendered table records of each of its inputs)."""
     h = hashlib.sha256()
