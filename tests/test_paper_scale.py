@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from divdistill.experiment import config as dd
-from divdistill.experiment import grid, methods
+from divdistill.experiment import grid, methods, names
 
 from .conftest import FASHION, ROOT, needs_fashion, planned_jobs, run
 
@@ -52,12 +52,14 @@ def test_paper_config_dry_run_enumerates_the_full_grid(paper_project):
     # the paper config sets every section the grid reads: on its own it gives the same grid
     assert grid.cells(dd.load(ROOT / "config" / "paper.yaml")) == grid.cells(cfg)
     # every table cell (3 tables of ImageWoof/ImageNette/ImageIDC x 3 IPCs x 3 seeds: hundreds) is planned:
-    # Table 1 (8 methods x 3 IPCs + Full, 3 test models) 225, Table 2 72, Table 3 beyond Table 1's 27
+    # Table 1 (10 methods x 3 IPCs + Full, 3 test models) 279, Table 2 (6 methods, 2 datasets) 108,
+    # Table 3 beyond Table 1's 27
     table_cells = {c for t in cfg["tables"] for c in grid.table_cells(cfg, t)}
-    assert len(table_cells) == 324 and table_cells <= set(grid.cells(cfg))
+    assert len(table_cells) == 414 and table_cells <= set(grid.cells(cfg))
     # Ours as the paper's code weights the memory terms, beside Ours, in Tables 1 and 3
     assert {"ours", "ours-paper-code"} <= set(cfg["tables"]["table1"]["methods"]) & set(cfg["tables"]["table3"]["methods"])
-    not_finetuned = (*methods.names("selection", "synthesis", "upper_bound"), "dit")
+    # MGD³ and D⁴M: training-free, a sampling job per IPC on the pretrained DiT
+    assert {"mgd3", "d4m"} <= set(cfg["tables"]["table1"]["methods"]) & set(cfg["tables"]["table2"]["methods"])
     for cmd in (["snakemake", "--configfile", "config/paper.yaml", "-n", "all"],
                 ["snakemake", "--profile", "profiles/slurm", "--configfile", "config/paper.yaml", "-n", "all"]):
         jobs = planned_jobs(run(cmd, paper_project, timeout=300).stdout)
@@ -68,7 +70,9 @@ def test_paper_config_dry_run_enumerates_the_full_grid(paper_project):
         assert "pretrain_vae" not in jobs and "pretrain_dit" not in jobs
         assert jobs["prepare"] == jobs["encode"] == len(grid.datasets_used(cfg)) == 3
         assert jobs["finetune"] == len({(c.dataset, c.method, c.distill_seed) for c in grid.cells(cfg)
-                                        if c.method not in not_finetuned})
+                                        if methods.get(names.base_method(c.method)).finetuned})
+        assert jobs["sample_per_ipc"] == len({(c.dataset, c.method, c.ipc, c.distill_seed) for c in grid.cells(cfg)
+                                              if c.method in ("mgd3", "d4m")})
     assert not (paper_project / "results").exists() and not (paper_project / "mlflow.db").exists()
 
 

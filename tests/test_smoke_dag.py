@@ -89,8 +89,10 @@ def test_smoke_dag_with_8_cores_tracks_every_run(smoke):
         assert len(client.get_metric_history(r.info.run_id, "train_loss")) == res["params"]["epochs"]
     # the generator's jobs: one run each, in their own experiments, with the losses logged separately
     finetunes = {(c.dataset, c.method, c.distill_seed) for c in cells if methods.get(names.base_method(c.method)).finetuned}
-    # one sampling job per (dataset, method, distillation seed) draws every seed's set
-    samples = {(c.dataset, c.method, c.distill_seed) for c in cells if methods.get(names.base_method(c.method)).kind == "generative"}
+    # one sampling job per (dataset, method, distillation seed) draws every seed's set; a k-means sampler's
+    # (MGD³, D⁴M) one per IPC too
+    samples = {(c.dataset, c.method, c.distill_seed, c.ipc if methods.get(names.base_method(c.method)).per_ipc else 0)
+               for c in cells if methods.get(names.base_method(c.method)).kind == "generative"}
     for stage, expected in (("pretrain", 2), ("finetune", len(finetunes)), ("sample", len(samples))):
         stage_runs = client.search_runs([client.get_experiment_by_name(f"{prefix}-{stage}").experiment_id])
         assert len(stage_runs) == expected and all(r.info.status == "FINISHED" for r in stage_runs)
