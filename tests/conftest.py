@@ -107,6 +107,26 @@ def one_thread():
     torch.set_num_threads(n)
 
 
+# A tiny learned-variance DiT (4 latent channels of 8 x 8, 10 classes + the null label 10).
+TINY_DIT = dict(sample_size=8, in_channels=4, out_channels=8, patch_size=2, num_layers=2, num_attention_heads=2,
+                attention_head_dim=8, num_embeds_ada_norm=10, norm_type="ada_norm_zero")
+
+
+@pytest.fixture(scope="module")
+def dit():
+    """TINY_DIT with every weight random: diffusers zero-inits parts of DiT, and every output channel
+    must matter to the samplers' tests."""
+    import torch
+    from diffusers import DiTTransformer2DModel
+
+    torch.manual_seed(0)
+    m = DiTTransformer2DModel(**TINY_DIT).eval()
+    with torch.no_grad():
+        for p in m.parameters():
+            p.normal_(0, 0.05)
+    return m
+
+
 @pytest.fixture
 def project(tmp_path) -> Path:
     return copy_project(tmp_path)

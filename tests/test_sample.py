@@ -4,7 +4,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from diffusers import AutoencoderKL, DDPMScheduler, DiTTransformer2DModel
+from diffusers import AutoencoderKL, DDPMScheduler
 from PIL import Image
 
 from divdistill.generator.sample import (
@@ -18,22 +18,10 @@ from divdistill.generator.sample import (
     save_pngs,
 )
 
-CFG = dict(sample_size=8, in_channels=4, out_channels=8, patch_size=2, num_layers=2, num_attention_heads=2,
-           attention_head_dim=8, num_embeds_ada_norm=10, norm_type="ada_norm_zero")
 NULL = 10
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: see conftest
-
-
-@pytest.fixture(scope="module")
-def dit():
-    torch.manual_seed(0)
-    m = DiTTransformer2DModel(**CFG).eval()
-    with torch.no_grad():  # diffusers zero-inits parts of DiT: randomise so every output channel matters
-        for p in m.parameters():
-            p.normal_(0, 0.05)
-    return m
 
 
 def run(dit, labels, index, **kw):

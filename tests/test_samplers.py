@@ -7,28 +7,15 @@ import math
 
 import pytest
 import torch
-from diffusers import DiTTransformer2DModel
 
 import divdistill.generator.sample as sample_module
 from divdistill.experiment import methods
 from divdistill.generator.sample import ancestral_step, dit_timesteps, image_noise, make_scheduler
 from divdistill.generator.samplers import class_modes, ddpm, mode_guidance, prototype
 
-CFG = dict(sample_size=8, in_channels=4, out_channels=8, patch_size=2, num_layers=2, num_attention_heads=2,
-           attention_head_dim=8, num_embeds_ada_norm=10, norm_type="ada_norm_zero")
 NULL = 10
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-@pytest.fixture(scope="module")
-def dit():
-    torch.manual_seed(0)
-    m = DiTTransformer2DModel(**CFG).eval()
-    with torch.no_grad():  # diffusers zero-inits parts of DiT: randomise so every output channel matters
-        for p in m.parameters():
-            p.normal_(0, 0.05)
-    return m
 
 
 @pytest.fixture(scope="module")
