@@ -72,7 +72,7 @@ onstart:
         from divdistill.runtime import jobserver, threads
 
         os.environ[threads.ENV] = str(workflow.cores)
-        JOB_SERVER["server"] = jobserver.start("results/logs/jobserver.log")
+        JOB_SERVER["server"] = jobserver.start(grid.JOB_SERVER_LOG)
     # Check mlflow.db (never a new history over an old one), create it and every experiment once,
     # before jobs race to do it.
     from divdistill.tracking.store import TrackingError, close_stale_runs, init_tracking

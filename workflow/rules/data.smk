@@ -11,7 +11,7 @@ rule prepare:
         "../envs/divdistill.yaml"
     priority: 60  # seconds each; the pretraining chain waits on them
     log:
-        "results/logs/prepare/{dataset}.log",
+        grid.LOGS["prepare"],
     resources:
         mem_mb=2000,
         runtime=10,

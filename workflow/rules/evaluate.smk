@@ -1,12 +1,11 @@
 # Evaluation: a fresh test network trained on a distilled (or the full) set per seed; final-epoch
 # test accuracy. One job per table cell (every seed: evaluate.one_job_per: cell) or per seed.
 
-EVAL_CELL = "{dataset}/{method}/ipc{ipc}/{model}/distill{distill_seed}"  # checkpoints: <EVAL_CELL>/seed<k>
 if EVAL_PER_CELL:  # Full (ipc "all") may run on fewer seeds: evaluate.seeds_full
-    EVAL_OUTPUT, EVAL_JOB = expand(EVAL_PATH, seed=config["seeds"], allow_missing=True), EVAL_CELL
+    EVAL_OUTPUT, EVAL_JOB = expand(EVAL_PATH, seed=config["seeds"], allow_missing=True), "evaluate"
     EVAL_OUTPUT_FULL = expand(EVAL_PATH, seed=grid.seeds_for(config, "full"), allow_missing=True)
 else:
-    EVAL_OUTPUT, EVAL_JOB, EVAL_OUTPUT_FULL = EVAL_PATH, f"{EVAL_CELL}-seed{{seed}}", EVAL_PATH
+    EVAL_OUTPUT, EVAL_JOB, EVAL_OUTPUT_FULL = EVAL_PATH, "evaluate_seed", EVAL_PATH
 
 
 rule evaluate:
@@ -24,15 +23,15 @@ rule evaluate:
         seeds=eval_seeds,
         distilled=lambda wc, input: ["--distilled", *input.distilled] if "distilled" in input.keys() else [],
         # outside the output: Snakemake deletes a failed job's output, a checkpoint must survive
-        checkpoints=f"results/checkpoints/evaluate/{EVAL_CELL}",
+        checkpoints=grid.CHECKPOINTS["evaluate"],
         every=config["evaluate"].get("checkpoint_every", 0),
     threads: config["evaluate"]["threads"]
     conda:
         "../envs/divdistill.yaml"
     log:
-        f"results/logs/evaluate/{EVAL_JOB}.log",
+        grid.LOGS[EVAL_JOB],
     benchmark:
-        f"results/benchmarks/evaluate/{EVAL_JOB}.tsv"
+        grid.BENCHMARKS[EVAL_JOB]
     resources:
         mem_mb=3000,
         runtime=60,

@@ -22,7 +22,7 @@ rule figure1:
     conda:
         "../envs/divdistill.yaml"
     log:
-        "results/logs/figure1.log",
+        grid.LOGS["figure1"],
     resources:
         mem_mb=4000,
         runtime=10,

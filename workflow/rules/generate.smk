@@ -12,12 +12,13 @@ if GEN["pretrain"]:
         params:
             p=as_arg({k: config["pretrain"][k] for k in ("seed", "vae", "checkpoint_every") if k in config["pretrain"]}),
             data=lambda w, input: os.path.dirname(input.meta),
+            checkpoints=grid.CHECKPOINTS["pretrain"],
         priority: 50  # on the critical path: start before the evaluations
         threads: config["pretrain"]["threads"]
         conda:
             "../envs/divdistill.yaml"
         log:
-            "results/logs/pretrain/vae.log",
+            grid.LOGS["pretrain_vae"],
         benchmark:
             grid.BENCHMARKS["pretrain_vae"]
         resources:
@@ -25,7 +26,7 @@ if GEN["pretrain"]:
             runtime=30,
         shell:
             "divdistill pretrain-vae --data {params.data:q} --params {params.p:q} "
-            "--out {output:q} --checkpoints results/checkpoints/pretrain --threads {threads} 2> {log:q}"
+            "--out {output:q} --checkpoints {params.checkpoints:q} --threads {threads} 2> {log:q}"
 
     rule pretrain_dit:
         """Demo stand-in for DiT-XL/2: a small class-conditional learned-variance DiT."""
@@ -38,12 +39,13 @@ if GEN["pretrain"]:
             p=as_arg({k: config["pretrain"][k] for k in ("seed", "dit", "grid", "checkpoint_every")
                       if k in config["pretrain"]}),
             data=lambda w, input: os.path.dirname(input.meta),
+            checkpoints=grid.CHECKPOINTS["pretrain"],
         priority: 50  # on the critical path: start before the evaluations
         threads: config["pretrain"]["threads"]
         conda:
             "../envs/divdistill.yaml"
         log:
-            "results/logs/pretrain/dit.log",
+            grid.LOGS["pretrain_dit"],
         benchmark:
             grid.BENCHMARKS["pretrain_dit"]
         resources:
@@ -51,7 +53,7 @@ if GEN["pretrain"]:
             runtime=60,
         shell:
             "divdistill pretrain-dit --data {params.data:q} --vae {input.vae:q} "
-            "--params {params.p:q} --out {output:q} --checkpoints results/checkpoints/pretrain "
+            "--params {params.p:q} --out {output:q} --checkpoints {params.checkpoints:q} "
             "--threads {threads} 2> {log:q}"
 
 
@@ -70,7 +72,7 @@ rule encode:
     conda:
         "../envs/divdistill.yaml"
     log:
-        "results/logs/encode/{dataset}.log",
+        grid.LOGS["encode"],
     benchmark:
         grid.BENCHMARKS["encode"]
     resources:
@@ -104,7 +106,7 @@ rule finetune:
     conda:
         "../envs/divdistill.yaml"
     log:
-        "results/logs/finetune/{dataset}/{method}/distill{distill_seed}.log",
+        grid.LOGS["finetune"],
     benchmark:
         grid.BENCHMARKS["finetune"]
     resources:
@@ -141,7 +143,7 @@ rule sample:
     conda:
         "../envs/divdistill.yaml"
     log:
-        "results/logs/sample/{dataset}/{method}/distill{distill_seed}.log",
+        grid.LOGS["sample"],
     benchmark:
         grid.BENCHMARKS["sample"]
     resources:
@@ -171,6 +173,6 @@ use rule sample as sample_per_ipc with:
         seeds=config["seeds"],
         cache=lambda wc, input: ["--cache", input.cache] if "cache" in input.keys() else [],
     log:
-        "results/logs/sample/{dataset}/{method}/ipc{ipc}/distill{distill_seed}.log",
+        grid.LOGS["sample_per_ipc"],
     benchmark:
         grid.BENCHMARKS["sample_per_ipc"]

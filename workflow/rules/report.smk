@@ -21,7 +21,7 @@ rule parents:
     conda:
         "../envs/divdistill.yaml"
     log:
-        "results/logs/parents.log",
+        grid.LOGS["parents"],
     resources:
         mem_mb=1000,
         runtime=5,
@@ -64,7 +64,7 @@ rule render:
     conda:
         "../envs/divdistill.yaml"
     log:
-        "results/logs/render.log",
+        grid.LOGS["render"],
     resources:
         mem_mb=1000,
         runtime=5,
@@ -91,7 +91,7 @@ rule cost:
     conda:
         "../envs/divdistill.yaml"
     log:
-        "results/logs/cost.log",
+        grid.LOGS["cost"],
     resources:
         mem_mb=1000,
         runtime=5,
@@ -122,7 +122,7 @@ if STUDY_CELLS:
         conda:
             "../envs/divdistill.yaml"
         log:
-            "results/logs/render_study.log",
+            grid.LOGS["render_study"],
         resources:
             mem_mb=1000,
             runtime=5,

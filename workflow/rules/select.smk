@@ -11,7 +11,7 @@ rule features:
     conda:
         "../envs/divdistill.yaml"
     log:
-        "results/logs/features/{dataset}.log",
+        grid.LOGS["features"],
     benchmark:
         grid.BENCHMARKS["features"]
     resources:
@@ -43,7 +43,7 @@ rule select:
     conda:
         "../envs/divdistill.yaml"
     log:
-        "results/logs/select/{dataset}/{method}.log",
+        grid.LOGS["select"],
     benchmark:
         grid.BENCHMARKS["select"]
     resources:
@@ -72,7 +72,7 @@ rule synthesize:
     conda:
         "../envs/divdistill.yaml"
     log:
-        "results/logs/synthesize/{dataset}/{method}/ipc{ipc}/seed{seed}.log",
+        grid.LOGS["synthesize"],
     benchmark:
         grid.BENCHMARKS["synthesize"]
     resources:
@@ -104,7 +104,7 @@ rule diversity:
     conda:
         "../envs/divdistill.yaml"
     log:
-        "results/logs/diversity/{dataset}/{method}/distill{distill_seed}.log",
+        grid.LOGS["diversity"],
     resources:
         mem_mb=4000,
         runtime=10,

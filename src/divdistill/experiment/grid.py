@@ -34,17 +34,24 @@ SAMPLE_GRID = "results/figures/samples/{dataset}-{method}-distill{distill_seed}.
 SAMPLE_GRID_PER_IPC = "results/figures/samples/{dataset}-{method}-ipc{ipc}-distill{distill_seed}.png"
 EVAL = "results/eval/{dataset}/{method}/ipc{ipc}/{model}/distill{distill_seed}-seed{seed}.json"
 DIVERSITY = "results/diversity/{dataset}/{method}/distill{distill_seed}-seed{seed}.json"
-# Snakemake's benchmark record of each job that builds a distilled set or what they share (wall s; the
-# cost table, report/cost.py, multiplies by the job's threads: core-seconds)
-BENCHMARKS = {
-    "pretrain_vae": "results/benchmarks/pretrain/vae.tsv", "pretrain_dit": "results/benchmarks/pretrain/dit.tsv",
-    "encode": "results/benchmarks/encode/{dataset}.tsv", "features": "results/benchmarks/features/{dataset}.tsv",
-    "finetune": "results/benchmarks/finetune/{dataset}/{method}/distill{distill_seed}.tsv",
-    "sample": "results/benchmarks/sample/{dataset}/{method}/distill{distill_seed}.tsv",
-    "sample_per_ipc": "results/benchmarks/sample/{dataset}/{method}/ipc{ipc}/distill{distill_seed}.tsv",
-    "select": "results/benchmarks/select/{dataset}/{method}.tsv",
-    "synthesize": "results/benchmarks/synthesize/{dataset}/{method}/ipc{ipc}/seed{seed}.tsv",
+# Each job's name under results/logs/<name>.log and results/benchmarks/<name>.tsv (Snakemake's record:
+# wall s; the cost table, report/cost.py, multiplies it by the job's threads: core-seconds)
+EVAL_CELL = "{dataset}/{method}/ipc{ipc}/{model}/distill{distill_seed}"  # checkpoints: <EVAL_CELL>/seed<k>
+JOB_NAMES = {
+    "prepare": "prepare/{dataset}", "pretrain_vae": "pretrain/vae", "pretrain_dit": "pretrain/dit",
+    "encode": "encode/{dataset}", "features": "features/{dataset}",
+    "finetune": "finetune/{dataset}/{method}/distill{distill_seed}",
+    "sample": "sample/{dataset}/{method}/distill{distill_seed}",
+    "sample_per_ipc": "sample/{dataset}/{method}/ipc{ipc}/distill{distill_seed}",
+    "select": "select/{dataset}/{method}", "synthesize": "synthesize/{dataset}/{method}/ipc{ipc}/seed{seed}",
+    "diversity": "diversity/{dataset}/{method}/distill{distill_seed}",
+    "evaluate": "evaluate/" + EVAL_CELL, "evaluate_seed": "evaluate/" + EVAL_CELL + "-seed{seed}",
+    "figure1": "figure1", "parents": "parents", "render": "render", "cost": "cost", "render_study": "render_study",
 }
+LOGS = {job: f"results/logs/{name}.log" for job, name in JOB_NAMES.items()}
+BENCHMARKS = {job: f"results/benchmarks/{name}.tsv" for job, name in JOB_NAMES.items()}
+JOB_SERVER_LOG = "results/logs/jobserver.log"
+CHECKPOINTS = {"pretrain": "results/checkpoints/pretrain", "evaluate": "results/checkpoints/evaluate/" + EVAL_CELL}
 COST_TABLE = "reports/tables/cost.md"  # timings vary from run to run: apart from the accuracy tables
 COST = "reports/cost.json"
 COST_FIGURE = "reports/figures/cost.{ext}"
