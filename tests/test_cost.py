@@ -55,7 +55,8 @@ def test_costs_sum_each_methods_own_jobs(cfg, tmp_path):
     assert c["shared"] == {"features/fashion-hard": 7.0, "encode/fashion-hard": 9.0, "pretrain_vae": 30.0,
                            "pretrain_dit": 40.0}
     md = render_cost(cfg, c)
-    assert "| MGD³ | 22.0 (2 jobs) |" in md and "the feature ConvNet (fashion-hard): 7.0" in md
+    assert "| MGD³ | 22.0 (2 jobs) |" in md and "| Random | 1.5 (1 job) |" in md
+    assert "the feature ConvNet (fashion-hard): 7.0" in md
 
 
 def test_a_missing_record_is_named(cfg, tmp_path):

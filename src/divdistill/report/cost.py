@@ -101,7 +101,7 @@ def render_cost(cfg: dict, cost: dict) -> str:
         cells = []
         for d in datasets:
             c = cost["methods"][m].get(d)
-            cells.append("–" if c is None else f"{c['core_seconds']:.1f} ({c['jobs']} jobs)")
+            cells.append("–" if c is None else f"{c['core_seconds']:.1f} ({c['jobs']} job{'s' if c['jobs'] != 1 else ''})")
         note = f" (+ {methods.label(cost['borrowed'][m])}'s fine-tuning)" if m in cost["borrowed"] else ""
         out.append(f"| {methods.label(m)}{note} | " + " | ".join(cells) + " |")
     out += ["", "Shared work (core-seconds):", ""]
