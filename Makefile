@@ -50,7 +50,8 @@ $(FASHION):
 	  echo "Fashion-MNIST is missing. Install it with:"; \
 	  echo "  sudo apt-get update && sudo apt-get install -y dataset-fashion-mnist"; exit 1; fi; \
 	echo "Fashion-MNIST is missing: installing Debian's dataset-fashion-mnist ($${as:-as root}: apt-get update, apt-get install)"; \
-	$$as apt-get update -qq && $$as env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist; \
+	$$as apt-get update -qq && $$as env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist \
+	  || { echo "installing dataset-fashion-mnist failed: see apt-get's message above"; exit 1; }; \
 	test -f "$@" || { echo "dataset-fashion-mnist is installed but $@ is missing"; exit 1; }
 
 # DVC needs a git repository; `dvc init` once, then `dvc repro` runs the Snakemake DAG. The report

@@ -45,12 +45,12 @@ def test_costs_sum_each_methods_own_jobs(cfg, tmp_path):
 
     c = costs(cfg, root=tmp_path)
     m = {k: v["fashion-hard"] for k, v in c["methods"].items()}
-    assert m["random"] == {"jobs": 1, "core_seconds": 1.5}
-    assert m["herding"] == {"jobs": 1, "core_seconds": 2.0}
-    assert m["dm"] == {"jobs": 4, "core_seconds": 12 + 13 + 15 + 16}  # 1 thread each
-    assert m["dit"] == {"jobs": 1, "core_seconds": 8.0}  # 4 s x 2 sampling threads
-    assert m["mgd3"] == {"jobs": 2, "core_seconds": 22.0}  # one set per IPC
-    assert m["ours"] == {"jobs": 2, "core_seconds": 4.5 * 2 + 20.0 * 3}  # sampling + its own fine-tuning
+    core = {k: (v["jobs"], v["core_seconds"]) for k, v in m.items()}
+    assert core["random"] == (1, 1.5) and core["herding"] == (1, 2.0)
+    assert core["dm"] == (4, 12 + 13 + 15 + 16)  # 1 thread each
+    assert core["dit"] == (1, 8.0) and m["dit"]["wall_seconds"] == 4.0  # 4 s x 2 sampling threads
+    assert core["mgd3"] == (2, 22.0)  # one set per IPC
+    assert core["ours"] == (2, 4.5 * 2 + 20.0 * 3)  # sampling + its own fine-tuning
     assert "full" not in c["methods"]
     assert c["shared"] == {"features/fashion-hard": 7.0, "encode/fashion-hard": 9.0, "pretrain_vae": 30.0,
                            "pretrain_dit": 40.0}
@@ -62,3 +62,19 @@ def test_costs_sum_each_methods_own_jobs(cfg, tmp_path):
 def test_a_missing_record_is_named(cfg, tmp_path):
     with pytest.raises(FileNotFoundError, match="select/fashion-hard/random.tsv"):
         costs(cfg, root=tmp_path)
+
+
+def test_a_fine_tuning_two_columns_sample_is_charged_once(cfg, tmp_path):
+    cfg["tables"]["table1"]["methods"] = ["ours", "ours-guidance-2"]
+    r = tmp_path / "results" / "benchmarks"
+    for name in ("ours", "ours-guidance-2"):
+        write_tsv(r / f"sample/fashion-hard/{name}/distill0.tsv", 5.0)
+    write_tsv(r / "finetune/fashion-hard/ours/distill0.tsv", 20.0)
+    write_tsv(r / "encode/fashion-hard.tsv", 3.0)
+    for part in ("vae", "dit"):
+        write_tsv(r / f"pretrain/{part}.tsv", 1.0)
+    c = costs(cfg, root=tmp_path)
+    assert c["methods"]["ours"]["fashion-hard"]["core_seconds"] == 5.0 * 2 + 20.0 * 3
+    assert c["methods"]["ours-guidance-2"]["fashion-hard"]["core_seconds"] == 5.0 * 2
+    assert c["borrowed"] == {"ours-guidance-2": "ours"}
+    assert "| Ours, guidance 2 (+ Ours's fine-tuning) | 10.0 (1 job) |" in render_cost(cfg, c)

@@ -183,3 +183,27 @@ def test_a_method_of_each_kind_from_params_alone(tmp_path):
     assert not (project / "results/finetuned/fashion-hard/weak").exists()  # Ours' fine-tuned DiT, sampled
     status = run(["git", "status", "--porcelain", "--", "src", "workflow"], project).stdout
     assert status == "", status
+
+
+def test_recipes_and_the_pretrained_dit_as_generators_of_ones_own():
+    """A method sampling Ours' fine-tuned DiT follows Ours' fine-tuning seeds (it samples each of those
+    models); one with neither a recipe nor evictions samples the pretrained DiT."""
+    saved_methods, saved_samplers = dict(methods._TABLE), dict(methods.SAMPLERS)
+    try:
+        cfg = dd.load(ROOT / "params.yaml")
+        cfg["distill_seeds"] = [1, 2]
+        cfg["methods"] = {"ours-mgd": {"recipe": "ours", "sampler": "mode_guidance"},
+                          "dit-mgd": {"sampler": "mode_guidance", "label": "DiT, mode guidance"}}
+        cfg["tables"]["table1"]["methods"] += ["ours-mgd", "dit-mgd"]
+        dd.check(cfg)
+        assert grid.distill_seeds_for(cfg, "ours-mgd") == [1, 2] == grid.distill_seeds_for(cfg, "ours")
+        assert names.finetuned_name("ours-mgd") == "ours" and names.finetuned_name("dit-mgd") is None
+        assert grid.distill_seeds_for(cfg, "dit-mgd") == [0] and methods.get("dit-mgd").per_ipc
+        both = {**cfg, "methods": {"x": {"recipe": "ours", "real_evict": "max", "gen_evict": "max"}}}
+        with pytest.raises(dd.ConfigError, match="methods.x: give real_evict"):
+            dd.check(both)
+    finally:
+        methods._TABLE.clear()
+        methods._TABLE.update(saved_methods)
+        methods.SAMPLERS.clear()
+        methods.SAMPLERS.update(saved_samplers)

@@ -270,12 +270,13 @@ def test_resume_after_crash_is_bit_identical(setup, tmp_path):
     kb = keyed(tmp_path / "b")
     assert load_checkpoint(kb)["step"] == 5
     (kb / ".tmp-killed-while-writing").mkdir()  # leftovers of kills are ignored, then removed
-    (kb / "step-00000099").mkdir()  # incomplete: never renamed in whole
+    (kb / "step-00000099").mkdir()  # no files (never renamed in whole by us): set aside as damaged
     resumed, summary = run(setup, checkpoint_every=5, checkpoint_dir=tmp_path / "b")  # fresh model objects
     assert summary["resumed_from"] == 5
     assert_same_weights(full, resumed)
     assert_same_checkpoint(load_checkpoint(keyed(tmp_path / "a")), load_checkpoint(kb))
-    assert sorted(p.name for p in kb.iterdir()) == ["step-00000010", "step-00000012"]  # the newest and its fallback
+    # the newest and its fallback; the empty one set aside, never deleted
+    assert sorted(p.name for p in kb.iterdir()) == ["damaged-step-00000099", "step-00000010", "step-00000012"]
 
     again, summary = run(setup, checkpoint_every=5, checkpoint_dir=tmp_path / "a")  # finished: nothing to do
     assert summary["resumed_from"] == 12

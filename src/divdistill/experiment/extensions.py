@@ -33,6 +33,8 @@ def extension_errors(cfg: dict) -> list[str]:
         elif name not in methods.SAMPLERS:
             errors.append(f"samplers.{name}: not a built-in sampler ({', '.join(methods.SAMPLERS)}): "
                           "give its function to add one of your own")
+        else:
+            errors += _builtin_sampler_errors(name, spec, cfg["sample"]["steps"])
     if not errors:
         try:
             methods.use(cfg)
@@ -55,9 +57,9 @@ def _own_method_errors(name: str, spec: dict, known: set) -> list[str]:
         for key in ("real_evict", "gen_evict"):
             if key in spec and spec[key] not in known:
                 errors.append(f"methods.{name}.{key}: unknown eviction rule {spec[key]!r} (known: {', '.join(sorted(known))})")
-        if ("recipe" in spec) == ("real_evict" in spec):
-            errors.append(f"methods.{name}: give either real_evict and gen_evict (a fine-tuning of its own) "
-                          "or recipe (the fine-tuned method whose DiT it samples)")
+        if "recipe" in spec and "real_evict" in spec:
+            errors.append(f"methods.{name}: give real_evict and gen_evict (a fine-tuning of its own), or recipe "
+                          "(the fine-tuned method whose DiT it samples), or neither (the pretrained DiT); not both")
         if "function" in spec or "features" in spec:
             errors.append(f"methods.{name}: a generative method has no function (a sampler of its own: samplers)")
         return errors
@@ -103,3 +105,18 @@ def json_plain(obj):
     if isinstance(obj, (list, tuple)):
         return [json_plain(v) for v in obj]
     return obj
+
+
+def _builtin_sampler_errors(name: str, spec: dict, steps: int) -> list[str]:
+    """A built-in sampler's settings: known names, and values that leave it the sampler it is named."""
+    known = methods.SAMPLERS[name].settings or ()
+    errors = [f"samplers.{name}.{k}: unknown setting (known: {', '.join(known) or 'none'})"
+              for k in sorted(set(spec) - set(known) - set(methods.SAMPLER_KEYS))]
+    if name == "mode_guidance" and spec.get("stop_t", 25) >= steps - 1:
+        errors.append(f"samplers.mode_guidance.stop_t = {spec.get('stop_t', 25)}: with sample.steps = {steps} no "
+                      f"step is pulled (the respaced index runs {steps - 1}..0): that is plain DDPM")
+    strength = spec.get("strength", 0.7)
+    if name == "prototype" and strength > 0 and int(steps * strength) == 0:
+        errors.append(f"samplers.prototype.strength = {strength}: with sample.steps = {steps} no step is run "
+                      "(the prototypes themselves would be the set)")
+    return errors

@@ -78,7 +78,8 @@ def distilled(dataset: str, method: str, distill_seed: int, seed: int, ipc=None)
 
 
 def _finetuned(method: str) -> bool:
-    return methods.get(base_method(method)).finetuned
+    """Samples a fine-tuned DiT (its own or its recipe's): one set per fine-tuning seed."""
+    return methods.get(base_method(method)).generator is not None
 
 
 # ----------------------------------------------------------------------------- cells

@@ -45,12 +45,15 @@ class SamplerSpec:
     target: str  # "module:function" (generator/samplers.py's signature)
     per_ipc: bool = False  # one set per IPC (k-means with k = IPC), not nested prefixes of the largest
     needs_real: bool = False  # the class's real training latents (the dataset's latent cache)
+    settings: tuple[str, ...] | None = None  # its settings' names (None: not known before its job runs)
 
 
 SAMPLERS: dict[str, SamplerSpec] = {
-    "ddpm": SamplerSpec("divdistill.generator.samplers:ddpm"),
-    "mode_guidance": SamplerSpec("divdistill.generator.samplers:mode_guidance", per_ipc=True, needs_real=True),
-    "prototype": SamplerSpec("divdistill.generator.samplers:prototype", per_ipc=True, needs_real=True),
+    "ddpm": SamplerSpec("divdistill.generator.samplers:ddpm", settings=()),
+    "mode_guidance": SamplerSpec("divdistill.generator.samplers:mode_guidance", per_ipc=True, needs_real=True,
+                                 settings=("scale", "stop_t")),
+    "prototype": SamplerSpec("divdistill.generator.samplers:prototype", per_ipc=True, needs_real=True,
+                             settings=("strength",)),
 }
 SAMPLER_KEYS = ("function", "per_ipc", "needs_real")  # a samplers entry's keys that are not its settings
 

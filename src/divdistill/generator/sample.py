@@ -150,11 +150,13 @@ def sample_latents(dit, labels: torch.Tensor, *, steps: int = 50, guidance: floa
     ``guidance_channels=3`` is DiT's original (guide eps channels 0..2 only); None guides all channels.
     ``precision`` "bf16" runs the DiT forward under bf16 autocast (also on the CPU), "fp32" without,
     None as :func:`divdistill.runtime.device.dit_autocast` decides per device; the update stays fp32.
+    Two numberings of the chain's ``steps`` steps: its position i (0 at the noisiest, as run) and the
+    respaced index steps - 1 - i (the reference code's ``t``, 0 at the last step).
     ``modes`` (N, c, h, w): each chain pulled toward its mode (MGD³, :func:`ancestral_step`) while the
-    respaced step index (steps - 1 at the noisiest, 0 at the last) is above ``mode_stop``.
+    respaced index is above ``mode_stop``.
     ``start`` (N, c, h, w): clean latents each chain starts from (D⁴M's prototypes), noised by eq. (1) to
-    respaced step ``steps - int(steps * strength)`` (DDPM img2img's start) and denoised from there;
-    strength 0 returns them unchanged. The noise of every step is the image's own, as without them.
+    position ``steps - int(steps * strength)`` (DDPM img2img's start) and denoised from there; strength
+    0 returns them unchanged. The noise of every step is the image's own, as without them.
     """
     labels, index = labels.long().cpu(), index.long().cpu()
     if labels.shape != index.shape or labels.ndim != 1:
@@ -163,9 +165,9 @@ def sample_latents(dit, labels: torch.Tensor, *, steps: int = 50, guidance: floa
     if dit.config.out_channels != 2 * c:
         raise ValueError("expected a learned-variance DiT (out_channels == 2 * in_channels)")
     table = step_table(make_scheduler(), steps)
-    first = 0 if start is None else steps - int(steps * strength)  # the first respaced step run
-    if not 0 <= first <= steps:
+    if not 0 <= strength <= 1:
         raise ValueError(f"strength must lie in [0, 1], got {strength}")
+    first = 0 if start is None else steps - int(steps * strength)  # the position of the first step run
     was_training = dit.training
     dit.eval()
     out = []

@@ -153,10 +153,11 @@ def _load(cls, folder: Path, device, dtype):
     """A diffusers model from ``folder``; its config.json and safetensors weights are checked first, so a
     damaged file is named (DamagedFile) rather than failing inside diffusers."""
     safe, variant = _weights_format(folder)
-    read_json(folder / "config.json")
+    todo = "fetch or re-make the model folder (a downloaded one: its README's command; the demo's: rerun the workflow)"
+    read_json(folder / "config.json", todo=todo)
     weights = folder / f"{WEIGHTS_STEM}{'.' + variant if variant else ''}.safetensors"
     if safe and weights.is_file() and (damage := safetensors_damage(weights)):
-        raise DamagedFile(weights, f"weights file {damage}")
+        raise DamagedFile(weights, f"weights file {damage}", todo)
     model = cls.from_pretrained(folder, local_files_only=True, use_safetensors=safe, variant=variant,
                                 torch_dtype=dtype, low_cpu_mem_usage=False)
     return model.to(device).eval()

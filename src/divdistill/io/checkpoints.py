@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import shutil
 import sys
@@ -20,6 +21,7 @@ import tempfile
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from .read import safetensors_damage
@@ -62,13 +64,29 @@ def _join(obj, tensors: dict):
     return obj
 
 
-def _checkpoints(root: Path) -> list[tuple[int, Path]]:
-    """Checkpoints (step, dir), oldest first. Only whole directories are ever renamed in."""
+def _checkpoints(root: Path, complete: bool = True) -> list[tuple[int, Path]]:
+    """Checkpoints (step, dir), oldest first; with ``complete``, only those holding both files (only whole
+    directories are ever renamed in: one missing a file was damaged afterwards, and ``load_checkpoint``
+    sets it aside)."""
     found = []
     for d in root.glob("step-*") if root.is_dir() else []:
-        if (m := _STEP_DIR.fullmatch(d.name)) and (d / _TENSORS).is_file() and (d / _SKELETON).is_file():
+        if (m := _STEP_DIR.fullmatch(d.name)) and (not complete or ((d / _TENSORS).is_file()
+                                                                   and (d / _SKELETON).is_file())):
             found.append((int(m.group(1)), d))
     return sorted(found)
+
+
+def _sync(folder: Path) -> None:
+    """The folder's files and the folder itself (its entries) on disk, not only in the page cache."""
+    for f in folder.iterdir():
+        if f.is_file():
+            with open(f, "rb") as fh:
+                os.fsync(fh.fileno())
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _damage(d: Path) -> str | None:
@@ -95,6 +113,7 @@ def save_checkpoint(root, state: dict) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=root))
     save_file(tensors, str(tmp / _TENSORS))
     (tmp / _SKELETON).write_text(json.dumps(skeleton))
+    _sync(tmp)
     if damage := _damage(tmp):  # a full disk, a failing device: keep the previous checkpoints as they are
         shutil.rmtree(tmp, ignore_errors=True)
         raise OSError(f"checkpoint for step {state['step']} in {root} did not read back: {damage}")
@@ -102,11 +121,12 @@ def save_checkpoint(root, state: dict) -> Path:
     if final.exists():  # the same step written again (a finished run asked to finish again)
         shutil.rmtree(final)
     tmp.rename(final)
-    # Older checkpoints beyond the fallback, and leftovers of runs killed while writing, are superseded.
-    kept = {d for _, d in _checkpoints(root)[-KEEP:]}
-    for d in [*root.glob("step-*"), *root.glob(".tmp-*")]:
-        if d not in kept:
-            shutil.rmtree(d, ignore_errors=True)
+    _sync(root)
+    # Older complete checkpoints beyond the fallback, and leftovers of runs killed while writing, are
+    # superseded (a damaged one is left for load_checkpoint to set aside, never deleted here).
+    complete = _checkpoints(root)
+    for d in [*(d for _, d in complete[:-KEEP]), *root.glob(".tmp-*")]:
+        shutil.rmtree(d, ignore_errors=True)
     return final
 
 
@@ -114,13 +134,13 @@ def load_checkpoint(root, log=None) -> dict | None:
     """The newest checkpoint under ``root`` that reads, as a nested dict (tensors on the CPU); None if
     none does. Each one that does not is set aside as ``damaged-step-<n>`` and logged."""
     log = log if log is not None else (lambda msg: print(msg, file=sys.stderr))
-    for _, d in reversed(_checkpoints(Path(root))):
+    for _, d in reversed(_checkpoints(Path(root), complete=False)):
         damage = _damage(d)
         if damage is None:
             try:
                 return _join(json.loads((d / _SKELETON).read_text()), load_file(str(d / _TENSORS)))
-            except Exception as e:  # a header that parses over data that does not (a tensor key missing, ...)
-                damage = f"unreadable ({type(e).__name__}: {e})"
+            except (SafetensorError, ValueError, KeyError, TypeError, IndexError) as e:
+                damage = f"unreadable ({type(e).__name__}: {e})"  # a header that parses over data that does not
         aside = d.with_name(f"{_DAMAGED}{d.name}")
         if aside.exists():
             shutil.rmtree(aside)  # an older copy of the same step set aside before: this one replaces it

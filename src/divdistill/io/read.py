@@ -94,8 +94,14 @@ def safetensors_damage(path) -> str | None:
         return "bad header (not JSON): not a safetensors file, or overwritten"
     if not isinstance(header, dict):
         return "bad header (not a JSON object)"
-    ends = [v["data_offsets"][1] for k, v in header.items()
-            if k != "__metadata__" and isinstance(v, dict) and "data_offsets" in v]
+    ends = []
+    for k, v in header.items():
+        if k == "__metadata__":
+            continue
+        offsets = v.get("data_offsets") if isinstance(v, dict) else None
+        if not (isinstance(offsets, list) and len(offsets) == 2 and all(isinstance(o, int) for o in offsets)):
+            return f"bad header (tensor {k!r} has no [begin, end] data offsets)"
+        ends.append(offsets[1])
     expected = 8 + n + max(ends, default=0)
     if size < expected:
         return f"truncated ({size} of {expected} bytes)"
@@ -151,11 +157,13 @@ def read_tsv(path, todo: str = REBUILD) -> list[dict[str, str]]:
     if len(lines) < 2:
         raise DamagedFile(path, f"{len(lines)} line(s): a header and at least one row expected", todo)
     header = lines[0].split("\t")
-    rows = [line.split("\t") for line in lines[1:] if line.strip()]
-    for i, row in enumerate(rows, start=2):
+    rows = [(i, line.split("\t")) for i, line in enumerate(lines[1:], start=2) if line.strip()]
+    if not rows:
+        raise DamagedFile(path, "a header and no row", todo)
+    for i, row in rows:
         if len(row) != len(header):
             raise DamagedFile(f"{path}:{i}", f"{len(row)} fields where the header has {len(header)}", todo)
-    return [dict(zip(header, row)) for row in rows]
+    return [dict(zip(header, row)) for _, row in rows]
 
 
 def sha256_file(path) -> str:

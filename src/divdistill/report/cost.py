@@ -37,14 +37,15 @@ def job_records(cfg: dict) -> dict:
         for m in t["methods"]:
             used.setdefault(m, set()).update(t["datasets"])
     out: dict = {"methods": {}, "shared": {}, "borrowed": {}}
+    charged: set[str] = set()  # a fine-tuning two table methods sample (ours, ours-guidance-2): charged once
 
     def job(rule, **kw):
         return rule, BENCHMARKS[rule].format(**kw), th[rule]
 
     if cfg["generator"]["pretrain"] and any(methods.get(names.base_method(m)).kind == "generative" for m in used):
         out["shared"].update({(r, None): (BENCHMARKS[r], th[r]) for r in ("pretrain_vae", "pretrain_dit")})
-    for name, datasets in used.items():
-        m = methods.get(names.base_method(name))
+    for name in sorted(used, key=lambda n: (methods.names().index(names.base_method(n)), n)):  # column order
+        datasets, m = used[name], methods.get(names.base_method(name))
         if m.kind == "upper_bound":  # the whole training set: nothing is built
             continue
         for d in sorted(datasets):
@@ -64,11 +65,16 @@ def job_records(cfg: dict) -> dict:
                     else:
                         jobs.append(job("sample", dataset=d, method=name, distill_seed=ds))
                     if m.finetuned:
-                        jobs.append(job("finetune", dataset=d, method=names.finetuned_name(name), distill_seed=ds))
+                        tuned = job("finetune", dataset=d, method=names.finetuned_name(name), distill_seed=ds)
+                        if tuned[1] in charged:
+                            out["borrowed"][name] = names.finetuned_name(name)
+                        else:
+                            charged.add(tuned[1])
+                            jobs.append(tuned)
                 if m.finetuned or methods.SAMPLERS[m.sampler].needs_real:
                     out["shared"][("encode", d)] = (BENCHMARKS["encode"].format(dataset=d), th["encode"])
                 if m.recipe:
-                    out["borrowed"][name] = m.recipe
+                    out["borrowed"][name] = m.recipe  # counted under its owner (or, not in a table, nowhere)
             out["methods"].setdefault(name, {})[d] = jobs
     return out
 
@@ -78,32 +84,45 @@ def costs(cfg: dict, root=".") -> dict:
     benchmark records under ``root``; a missing record is an error naming it."""
     rec = job_records(cfg)
 
-    def core_s(path, threads):
-        return float(read_tsv(Path(root) / path)[0]["s"]) * threads
+    def wall(path):
+        return float(read_tsv(Path(root) / path)[0]["s"])
 
-    by_method = {m: {d: {"jobs": len(jobs), "core_seconds": round(sum(core_s(p, t) for _, p, t in jobs), 2)}
+    by_method = {m: {d: {"jobs": len(jobs), "core_seconds": round(sum(wall(p) * t for _, p, t in jobs), 2),
+                         "wall_seconds": round(sum(wall(p) for _, p, _ in jobs), 2)}
                      for d, jobs in per_d.items()} for m, per_d in rec["methods"].items()}
-    shared = {(rule if d is None else f"{rule}/{d}"): round(core_s(p, t), 2) for (rule, d), (p, t) in rec["shared"].items()}
-    return {"methods": by_method, "shared": shared, "borrowed": rec["borrowed"],
-            "unit": "core-seconds: wall seconds of each job x its threads (Snakemake benchmark records)"}
+    shared = {(rule if d is None else f"{rule}/{d}"): round(wall(p) * t, 2) for (rule, d), (p, t) in rec["shared"].items()}
+    return {"methods": by_method, "shared": shared, "borrowed": rec["borrowed"], "unit": UNIT}
+
+
+UNIT = ("core-seconds: each job's wall seconds (its Snakemake benchmark record) x the threads params.yaml gives "
+        "it (a profile's set-threads and the demo DiT pretraining's idle-core growth are not seen); "
+        "wall_seconds: their sum, GPU-seconds at paper scale with one GPU a job")
+
+
+def _label(name: str) -> str:
+    """A method's column label; a variant's is its base's with its settings (Ours, guidance 2)."""
+    base, over = names.split_method(name)
+    return methods.label(base) + "".join(f", {k.replace('_', ' ')} {v:g}" for k, v in over.items())
 
 
 def render_cost(cfg: dict, cost: dict) -> str:
-    order = [m for m in methods.names() if m in cost["methods"]]
+    order = sorted(cost["methods"], key=lambda n: (methods.names().index(names.base_method(n)), n))
     datasets = sorted({d for per_d in cost["methods"].values() for d in per_d})
     out = ["# What each distilled set costs to build", "",
-           "Core-seconds (wall seconds x the job's threads, from the jobs' Snakemake benchmark records; at "
-           "paper scale one GPU a job: GPU-seconds) of the jobs that made each method's sets, every seed and "
-           "IPC of the tables together. Timings vary from run to run (this table is not part of the accuracy "
-           "tables). Shared work, below, is counted once and in no column. The evaluation is left out.", "",
+           "Core-seconds (each job's wall seconds from its Snakemake benchmark record x the threads "
+           "params.yaml gives it; at paper scale, one GPU a job, read `wall_seconds` in cost.json as "
+           "GPU-seconds) of the jobs that made each method's sets, every seed and IPC of the tables "
+           "together. Timings vary from run to run (this table is not part of the accuracy tables). Shared "
+           "work, below, is counted once and in no column; a fine-tuning two columns sample is counted in "
+           "the first. The evaluation is left out.", "",
            "| Method | " + " | ".join(datasets) + " |", "|---|" + "---:|" * len(datasets)]
     for m in order:
         cells = []
         for d in datasets:
             c = cost["methods"][m].get(d)
             cells.append("–" if c is None else f"{c['core_seconds']:.1f} ({c['jobs']} job{'s' if c['jobs'] != 1 else ''})")
-        note = f" (+ {methods.label(cost['borrowed'][m])}'s fine-tuning)" if m in cost["borrowed"] else ""
-        out.append(f"| {methods.label(m)}{note} | " + " | ".join(cells) + " |")
+        note = f" (+ {_label(cost['borrowed'][m])}'s fine-tuning)" if m in cost["borrowed"] else ""
+        out.append(f"| {_label(m)}{note} | " + " | ".join(cells) + " |")
     out += ["", "Shared work (core-seconds):", ""]
     out += [f"- {SHARED[k.split('/')[0]]}{' (' + k.split('/')[1] + ')' if '/' in k else ''}: {v:.1f}"
             for k, v in sorted(cost["shared"].items())] or ["- none"]
@@ -129,7 +148,7 @@ def cost_figure(cfg: dict, cost: dict, metrics: dict, png, pdf) -> None:
         if c is None or acc is None or c["core_seconds"] <= 0:
             continue
         ax.errorbar(c["core_seconds"], acc["mean"], yerr=acc["std"], fmt="o", capsize=3)
-        ax.annotate(methods.label(m), (c["core_seconds"], acc["mean"]), textcoords="offset points", xytext=(5, 3),
+        ax.annotate(_label(m), (c["core_seconds"], acc["mean"]), textcoords="offset points", xytext=(5, 3),
                     fontsize=8)
     ax.set_xscale("log")
     ax.set_xlabel("build cost (core-seconds, shared work excluded)")

@@ -12,7 +12,7 @@ import shlex
 from pathlib import Path
 
 from ..experiment.grid import sweep_cells, table_cells
-from ..io import read_json, sha256_file
+from ..io import DamagedFile, read_json, sha256_file
 
 REBUILD = "snakemake --cores 2 --forcerun parents render -- all"  # missing inputs are made again first
 
@@ -63,6 +63,8 @@ def verify(evidence_path) -> tuple[bool, str]:
     if not path.is_file():
         return False, f"{path} does not exist: the tables were never rendered here (run: snakemake --cores 2 all)"
     record = read_json(path, todo=f"re-render the tables: {REBUILD}")
+    if not isinstance(record, dict) or not isinstance(record.get("tables"), dict) or "diversity" not in record:
+        raise DamagedFile(path, "not a render job's record (no tables and diversity)", f"re-render the tables: {REBUILD}")
     found = problems(record)
     n_cells = sum(len(cells) for cells in record["tables"].values())
     n_files = sum(len(f) for cells in record["tables"].values() for f in cells.values()) + len(record["diversity"])
