@@ -168,6 +168,7 @@ def tiny_paper_config(imagenet_root: Path, weights: dict[str, str]) -> dict:
     cfg["generator"].update(pretrain=False, **weights)
     cfg["finetune"].update(epochs=1, max_steps=4, batch_size=4, memory_size=2, checkpoint_every=2, threads=1)
     cfg["sample"].update(steps=2, threads=1)  # guidance 4.0 on the first 3 latent channels, as the paper
+    cfg["samplers"]["mode_guidance"]["stop_t"] = 0  # 2 steps: MGD³'s pull at the first (respaced index 1)
     cfg["baselines"]["features"].update(width=8, depth=2, epochs=1, batch_size=16)
     cfg["synthesis"]["dm"].update(iterations=2, batch_real=4, width=8, depth=2)
     cfg["baselines"]["threads"] = 1

@@ -45,7 +45,8 @@ def run(args) -> None:
     else:
         pair_up({"--distilled": args.distilled, "--out": args.out})
         groups = [[path] * len(args.ipc) for path in args.distilled]
-    sets = [[(path, *load_tensors(path)) for path in group] for group in groups]  # [seed][ipc]
+    loaded = {path: (path, *load_tensors(path)) for path in dict.fromkeys(args.distilled)}  # each file once
+    sets = [[loaded[path] for path in group] for group in groups]  # [seed][ipc]
     first = sets[0][0][2]
     params = {**{k: first[k] for k in ("dataset", "method", "distill_seed") if k in first},
               "seeds": [group[0][2].get("seed") for group in sets], "prdc_k": PRDC_K, "prdc_embedding": args.features}
