@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from ..data.augment import AugmentConfig, augment_batch, cutmix, test_transform
-from ..io import Checkpoints, tensor_digest
+from ..io import Resumable, tensor_digest
 from ..runtime.finite import require_finite
 
 
@@ -155,17 +155,23 @@ def train_and_test(net: nn.Module, train_x: torch.Tensor, train_y: torch.Tensor,
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, cfg.milestone_epochs(), cfg.gamma)
     aug, n = cfg.augment, len(train_y)
 
-    curve, best_acc, best_epoch, start = [], -1.0, 0, 1
-    ckpts = None
-    if checkpoint_dir is not None and checkpoint_every > 0:
-        ckpts = Checkpoints(checkpoint_dir, _fingerprint(cfg, seed, net, train_x, train_y, test_x, test_y))
-    ck = ckpts.load() if ckpts is not None else None
-    if ck is not None:
+    curve, best_acc, best_epoch = [], -1.0, 0
+    kept = checkpoint_dir is not None and checkpoint_every > 0
+    run = Resumable(checkpoint_dir if kept else None,
+                    _fingerprint(cfg, seed, net, train_x, train_y, test_x, test_y) if kept else {},
+                    checkpoint_every, cfg.epochs, keep_final=False)
+    held: dict = {}
+
+    def restore(ck: dict) -> None:
         net.load_state_dict(ck["net"])
         opt.load_state_dict(ck["opt"])
         sched.load_state_dict(ck["sched"])
         g.set_state(ck["rng"].to(g.get_state().device))
-        curve, best_acc, best_epoch, start = ck["curve"], ck["best_acc"], ck["best_epoch"], ck["step"] + 1
+        held.update(ck)
+
+    start = run.start(restore) + 1  # epochs count from 1; a checkpoint's step is its last epoch
+    if held:
+        curve, best_acc, best_epoch = held["curve"], held["best_acc"], held["best_epoch"]
         for row in curve if on_epoch is not None else []:
             on_epoch(row["epoch"], {k: v for k, v in row.items() if k != "epoch"})
     bar = tqdm(range(start, cfg.epochs + 1), desc="train", file=sys.stderr, disable=not progress, leave=False,
@@ -183,15 +189,13 @@ def train_and_test(net: nn.Module, train_x: torch.Tensor, train_y: torch.Tensor,
                 best_acc, best_epoch = row["test_acc"], epoch
             bar.set_postfix(loss=f"{row['train_loss']:.3f}", test=f"{row['test_acc']:.3f}")
         curve.append(row)
-        if ckpts is not None and epoch % checkpoint_every == 0 and epoch < cfg.epochs:
-            ckpts.save({"step": epoch, "net": net.state_dict(), "opt": opt.state_dict(),
-                        "sched": sched.state_dict(), "rng": g.get_state(), "curve": curve, "best_acc": best_acc,
-                        "best_epoch": best_epoch})
+        run.step_done(epoch, lambda: {"net": net.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
+                                      "rng": g.get_state(), "curve": curve, "best_acc": best_acc,
+                                      "best_epoch": best_epoch})
         if on_epoch is not None:
             on_epoch(epoch, {k: v for k, v in row.items() if k != "epoch"})
     bar.close()
-    if ckpts is not None:
-        ckpts.clear()  # done: the caller writes the result
+    run.finish()  # done: the caller writes the result
 
     return {"test_acc": curve[-1]["test_acc"], "best_test_acc": best_acc, "best_epoch": best_epoch,
             "train_loss": curve[-1]["train_loss"], "curve": curve}

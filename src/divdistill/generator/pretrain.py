@@ -32,7 +32,7 @@ from diffusers import AutoencoderKL, DiTTransformer2DModel
 from torch.optim.swa_utils import get_ema_multi_avg_fn
 from tqdm import tqdm
 
-from ..io import Checkpoints, tensor_digest
+from ..io import Resumable, tensor_digest
 from ..runtime.finite import require_finite
 from ..runtime.threads import IdleCores
 from .embedders import tie_embedders, untie_embedders
@@ -99,21 +99,20 @@ def _train(model: torch.nn.Module, loss_fn: Callable[[], tuple[torch.Tensor, dic
     """
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     ema = copy.deepcopy(model).requires_grad_(False).eval() if ema_decay is not None else None
-    ckpts = Checkpoints(checkpoint_path, fingerprint) if checkpoint_path is not None else None
-    ck, start = (ckpts.load() if ckpts is not None else None), 0
-    if ck is not None:
+    run = Resumable(checkpoint_path, fingerprint, checkpoint_every, steps, keep_final=True)
+
+    def restore(ck: dict) -> None:
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["opt"])
         gen.set_state(ck["rng"])
         if ema is not None:
             ema.load_state_dict(ck["ema"])
-        start = ck["step"]
 
-    def save(step: int) -> None:
-        state = {"step": step, "model": model.state_dict(), "opt": opt.state_dict(), "rng": gen.get_state()}
-        if ema is not None:
-            state["ema"] = ema.state_dict()
-        ckpts.save(state)  # a directory: safetensors + JSON, atomic
+    def state() -> dict:
+        out = {"model": model.state_dict(), "opt": opt.state_dict(), "rng": gen.get_state()}
+        return out if ema is None else {**out, "ema": ema.state_dict()}
+
+    start = run.start(restore)
 
     model.train()
     # cores the machine leaves idle, where they give the same bits (threads.py): the DiT's pretraining
@@ -137,8 +136,7 @@ def _train(model: torch.nn.Module, loss_fn: Callable[[], tuple[torch.Tensor, dic
             _ema_update(ema, model, min(ema_decay, (1 + step) / (10 + step)))
         metrics = {"loss": loss.item(), **metrics, "lr": opt.param_groups[0]["lr"]}
         bar.set_postfix(loss=f"{metrics['loss']:.4f}")
-        if checkpoint_path is not None and ((step + 1) % checkpoint_every == 0 or step + 1 == steps):
-            save(step + 1)
+        run.step_done(step + 1, state)  # a directory: safetensors + JSON, atomic
         if on_step is not None:  # after the save: a callback that stops the run loses no finished step
             on_step(step + 1, metrics)
     bar.close()

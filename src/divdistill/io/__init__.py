@@ -12,7 +12,8 @@ without torch) can read JSON, YAML and gzip files through here without importing
 from importlib import import_module
 
 _HOME = {
-    **dict.fromkeys(("Checkpoints", "load_checkpoint", "save_checkpoint", "tensor_digest"), "checkpoints"),
+    **dict.fromkeys(("Checkpoints", "Resumable", "load_checkpoint", "save_checkpoint", "tensor_digest"),
+                    "checkpoints"),
     **dict.fromkeys(("DamagedFile", "load_tensors", "read_gzip", "read_json", "read_tsv", "read_yaml",
                      "safetensors_damage", "sha256_file"), "read"),
     **dict.fromkeys(("HISTORY_ENV", "atomic_dir", "atomic_path", "copy_file", "keep", "save_tensors", "write_json",

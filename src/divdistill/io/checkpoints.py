@@ -210,3 +210,44 @@ class Checkpoints:
             self.dir.parent.rmdir()  # only when no other configuration's folder is left
         except OSError:
             pass
+
+
+class Resumable:
+    """The one resume rule of every training loop (pretraining, fine-tuning, evaluation): where it starts,
+    when it saves, and what it leaves when done.
+
+        run = Resumable(root, identity, every=100, total=steps, keep_final=True)
+        start = run.start(restore)                   # restore(state) of the newest readable checkpoint
+        for step in range(start, total):
+            ...
+            run.step_done(step + 1, lambda: {...})   # saved every ``every`` steps (and at ``total``
+        run.finish()                                 # when ``keep_final``); else cleared at the end
+
+    ``keep_final``: the last checkpoint stays, so a finished configuration asked again returns at once
+    (pretraining, fine-tuning); without it the caller writes the result and the checkpoints go
+    (evaluation). ``root`` None: no checkpoints at all.
+    """
+
+    def __init__(self, root, identity: dict, every: int, total: int, keep_final: bool, log=None):
+        self.ckpts = None if root is None else Checkpoints(root, identity, log)
+        self.every, self.total, self.keep_final = every, total, keep_final
+
+    def start(self, restore) -> int:
+        """The step to continue after: the newest readable checkpoint's (``restore`` gets its state), or 0."""
+        ck = self.ckpts.load() if self.ckpts is not None else None
+        if ck is None:
+            return 0
+        restore(ck)
+        return ck["step"]
+
+    def step_done(self, step: int, state) -> None:
+        """``step`` steps are done: save ``{"step": step, **state()}`` when due."""
+        if self.ckpts is None:
+            return
+        due = bool(self.every) and step % self.every == 0
+        if (due and step < self.total) or (step == self.total and self.keep_final):
+            self.ckpts.save({**state(), "step": step})
+
+    def finish(self) -> None:
+        if self.ckpts is not None and not self.keep_final:
+            self.ckpts.clear()  # done: the caller writes the result

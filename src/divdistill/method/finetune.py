@@ -31,7 +31,7 @@ from tqdm import tqdm
 
 from ..generator.embedders import tie_embedders, untie_embedders
 from ..generator.objective import diffusion_loss, predict_x0
-from ..io import Checkpoints
+from ..io import Resumable
 from ..runtime.device import dit_autocast
 from ..runtime.finite import require_finite
 from .difffit import count_trainable, fold_difffit
@@ -156,16 +156,19 @@ def finetune(
     tie_embedders(dit)
     state = TrainState.build(dit, cfg, seed)
     trainable_count = count_trainable(dit)
-    ckpts = None if checkpoint_dir is None else Checkpoints(checkpoint_dir, identity(
-        cfg, _VOLATILE, seed, labels_gen, null_label, list(state.params), dit, cache, class_order))
-    start, last, resumed = 0, {}, None
-    ck = ckpts.load() if ckpts is not None else None
-    if ck is None:
-        torch.manual_seed(derive(seed, "torch"))  # only dropout inside the DiT (if configured) draws from it
-    else:
+    run = Resumable(checkpoint_dir, identity(cfg, _VOLATILE, seed, labels_gen, null_label, list(state.params), dit,
+                                             cache, class_order) if checkpoint_dir is not None else {},
+                    cfg.checkpoint_every, total, keep_final=True)
+    held: dict = {}
+
+    def restore(ck: dict) -> None:
         state.resume(ck, device)
-        start = resumed = ck["step"]
-        last = ck["last_log"]
+        held.update(ck)
+
+    start = run.start(restore)
+    resumed, last = (held["step"], held["last_log"]) if held else (None, {})
+    if not held:
+        torch.manual_seed(derive(seed, "torch"))  # only dropout inside the DiT (if configured) draws from it
 
     dit.train()  # LabelEmbedding dropout is off (tie_embedders); labels are dropped below, once per sample
     order_epoch, order = -1, None
@@ -184,14 +187,12 @@ def finetune(
         last = {"step": done, "epoch": epoch, "loss": loss.item(), "loss_diff": l_diff.item(), **logs}
         if done % cfg.log_every == 0 or done == total:
             last |= {"sim_real": state.real.mean_pairwise_similarity(), "sim_gen": state.gen.mean_pairwise_similarity()}
-        due = done == total or (cfg.checkpoint_every and done % cfg.checkpoint_every == 0)
-        if ckpts is not None and due:
-            ckpts.save(state.checkpoint(done, steps_per_epoch, last))
+        run.step_done(done, lambda: state.checkpoint(done, steps_per_epoch, last))
         if on_step is not None:
             on_step(dict(last))
 
-    if ckpts is not None and start == total and resumed is None:  # nothing to train (max_steps=0)
-        ckpts.save(state.checkpoint(total, steps_per_epoch, last))
+    if start == total and resumed is None:  # nothing to train (max_steps=0): the final checkpoint still
+        run.step_done(total, lambda: state.checkpoint(total, steps_per_epoch, last))
     return _finish(dit, state, {"steps": total, "steps_per_epoch": steps_per_epoch, "resumed_from": resumed,
                                 "final": last}, trainable_count, t_start)
 
