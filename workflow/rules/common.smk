@@ -73,20 +73,21 @@ def all_targets():
 
 
 def distilled_sets(datasets, candidates):
-    """(dataset, method, distill_seed, seed) of every distilled set the grid evaluates at all IPCs at once
-    (the per-IPC sets of DM and of the k-means samplers are not among them)."""
-    nested = [m for m in methods.names("selection", "generative") if not methods.get(m).per_ipc]
-    return [(d, m, ds, s) for d in datasets for m in candidates if m in nested
+    """(dataset, method, distill_seed, seed) of every selected or generated set of ``candidates``: the
+    nested ones, and a per-IPC generative method's (MGD³, D⁴M: one (distill_seed, seed) stands for its
+    set of every IPC). DM's optimised pixels are not among them."""
+    kinds = methods.names("selection", "generative")
+    return [(d, m, ds, s) for d in datasets for m in candidates if m in kinds
             for ds in grid.distill_seeds_for(config, m) for s in config["seeds"]]
 
 
-# Diversity and coverage: every distilled set of Table 1's datasets and methods (a per-IPC generative
-# method's sets of every IPC: MGD³, D⁴M; DM's optimised pixels are not measured).
-_t1_sets = distilled_sets(config["tables"]["table1"]["datasets"], config["tables"]["table1"]["methods"])
-_t1_sets += [(d, m, ds, s) for d in config["tables"]["table1"]["datasets"] for m in config["tables"]["table1"]["methods"]
-             if methods.get(m).kind == "generative" and methods.get(m).per_ipc
-             for ds in grid.distill_seeds_for(config, m) for s in config["seeds"]]
-DIVERSITY = [DIVERSITY_PATH.format(dataset=d, method=m, distill_seed=ds, seed=s) for d, m, ds, s in _t1_sets]
+def in_a_table(dataset, method):
+    return any(method in t["methods"] and dataset in t["datasets"] for t in config["tables"].values())
+
+
+# Diversity and coverage: every selected and generated set of Table 1's datasets and methods.
+DIVERSITY = [DIVERSITY_PATH.format(dataset=d, method=m, distill_seed=ds, seed=s)
+             for d, m, ds, s in distilled_sets(config["tables"]["table1"]["datasets"], config["tables"]["table1"]["methods"])]
 
 
 def diversity_sets(wildcards):
@@ -96,16 +97,13 @@ def diversity_sets(wildcards):
     return [grid.distilled(wildcards.dataset, wildcards.method, wildcards.distill_seed, s, ipc)
             for s in config["seeds"] for ipc in config["ipc"]]
 # Sample grids of the generative methods (first distillation seed, first seed) copied to reports/figures.
-GRIDS = {f"{grid.FIGURES}/samples-{d}-{m}.png": SAMPLE_GRID.format(dataset=d, method=m, distill_seed=ds)
-         for d, m, ds, s in distilled_sets(grid.datasets_used(config), methods.names("generative"))
-         if any(m in t["methods"] and d in t["datasets"] for t in config["tables"].values())
-         and ds == grid.distill_seeds_for(config, m)[0] and s == config["seeds"][0]}
-# ... and of the per-IPC generative methods, their largest IPC's set
-GRIDS.update({f"{grid.FIGURES}/samples-{d}-{m}.png": grid.SAMPLE_GRID_PER_IPC.format(
-              dataset=d, method=m, ipc=max(config["ipc"]), distill_seed=grid.distill_seeds_for(config, m)[0])
-              for d in grid.datasets_used(config) for m in methods.names("generative")
-              if methods.get(m).per_ipc and config["ipc"]
-              and any(m in t["methods"] and d in t["datasets"] for t in config["tables"].values())})
+# (a per-IPC method's: its largest IPC's set)
+GRIDS = {f"{grid.FIGURES}/samples-{d}-{m}.png":
+         grid.SAMPLE_GRID_PER_IPC.format(dataset=d, method=m, ipc=max(config["ipc"]), distill_seed=ds)
+         if methods.get(m).per_ipc else SAMPLE_GRID.format(dataset=d, method=m, distill_seed=ds)
+         for d in grid.datasets_used(config) for m in methods.names("generative")
+         if in_a_table(d, m) and (config["ipc"] or not methods.get(m).per_ipc)
+         for ds in grid.distill_seeds_for(config, m)[:1]}
 FIGURES = list(GRIDS)
 # Figure 1: the generative methods of Table 1 (DiT vs Ours at least) on its first dataset,
 # first distillation seed and seed.
