@@ -36,6 +36,7 @@ wildcard_constraints:
     model="[a-z0-9]+",
     seed=r"\d+",
     distill_seed=r"\d+",
+    protocol="|".join(PROTOCOL_NAMES),
 
 
 include: "workflow/rules/data.smk"

@@ -77,9 +77,9 @@ def test_own_method_gets_its_column_in_table3_and_figure4(extended, tmp_path):
     render_all(cfg, paths, out / "tables", out / "metrics.json", out / "plots", out_figures=out / "figures",
                out_sweeps=out / "sweeps")
     md = (out / "tables" / "table3.md").read_text()
-    header = next(line for line in md.splitlines() if line.startswith("| Dataset"))
+    header = next(line for line in md.splitlines() if line.startswith("| Protocol | Dataset"))
     assert LABEL in header and header.index("real max / gen min") < header.index(LABEL)
-    row = next(line for line in md.splitlines() if line.startswith("| fashion-hard | 10 | ConvNet"))
+    row = next(line for line in md.splitlines() if line.startswith("| hard | fashion-hard | 10 | ConvNet"))
     split = lambda line: [x.strip() for x in line.split("|")[1:-1]]  # noqa: E731
     value = split(row)[split(header).index(LABEL)]
     assert re.fullmatch(r"\*?\*?5\d\.\d ± \d\.\d\*?\*?", value), value  # its made-up 50-56 %, over 6 seeds
@@ -168,7 +168,7 @@ def test_a_method_of_each_kind_from_params_alone(tmp_path):
     env = {**project_env(), "PYTHONPATH": str(ROOT)}  # where tests/extension lives
     run(["snakemake", "--cores", "2", "all"], project, env=env)
     md = (project / "reports/tables/table1.md").read_text()
-    header = next(line for line in md.splitlines() if line.startswith("| Dataset"))
+    header = next(line for line in md.splitlines() if line.startswith("| Protocol | Dataset"))
     assert all(label in header for label in ("Brightest", "Pooled means", "Ours, weak guidance")), header
     compared = (project / "reports/tables/comparisons.md").read_text()
     for label in ("Brightest − Random", "Pooled means − Random", "Ours, weak guidance − Random"):

@@ -22,20 +22,20 @@ RESULTS = [_result("random", "10", s, a, a + 0.05) for s, a in enumerate([0.40, 
 
 def test_aggregate_mean_and_sample_std():
     agg = aggregate(RESULTS)
-    r = agg[("d", "random", "10", "convnet")]
+    r = agg[("d", "random", "10", "convnet", "hard")]
     # mean of 40, 50, 60 is 50; sample std sqrt(((-10)^2 + 0 + 10^2) / 2) = 10
     assert abs(r["mean"] - 50.0) < 1e-9 and abs(r["std"] - 10.0) < 1e-9
     assert abs(r["best_mean"] - 55.0) < 1e-9
     assert r["run_ids"] == ["random0", "random1", "random2"] and r["n"] == 3
-    f = agg[("d", "full", "all", "convnet")]
+    f = agg[("d", "full", "all", "convnet", "hard")]
     assert abs(f["mean"] - 92.0) < 1e-9 and abs(f["std"] - 2.0) < 1e-9
 
 
 def test_markdown_paper_column_order_and_values():
     md = render_markdown(CFG, "table1", aggregate(RESULTS))
-    header = next(line for line in md.splitlines() if line.startswith("| Dataset"))
+    header = next(line for line in md.splitlines() if line.startswith("| Protocol | Dataset"))
     assert header.index("Random") < header.index("Full")  # paper order, not config order
-    row = next(line for line in md.splitlines() if line.startswith("| d | 10 | ConvNet"))
+    row = next(line for line in md.splitlines() if line.startswith("| hard | d | 10 | ConvNet"))
     assert "50.0 ± 10.0" in row and "92.0 ± 2.0" in row
     assert "55.0 ± 10.0" in md  # best-over-training shown separately, labelled
     assert "final epoch" in md
@@ -51,8 +51,8 @@ def test_missing_method_is_absent_and_latex_is_booktabs():
 
 def test_metrics_tree_for_dvc():
     tree = metrics_tree(CFG, aggregate(RESULTS))
-    assert tree["table1"]["d"]["random"]["ipc10"]["convnet"] == {"mean": 50.0, "std": 10.0}
-    assert tree["table1"]["d"]["full"]["ipcall"]["convnet"]["mean"] == 92.0
+    assert tree["table1"]["d"]["random"]["ipc10"]["convnet"]["hard"] == {"mean": 50.0, "std": 10.0}
+    assert tree["table1"]["d"]["full"]["ipcall"]["convnet"]["hard"]["mean"] == 92.0
 
 
 def test_paper_table1_marks_reported_idc1_and_minimax_beside_our_runs():
@@ -65,27 +65,27 @@ def test_paper_table1_marks_reported_idc1_and_minimax_beside_our_runs():
 
     cfg = load(ROOT / "config" / "paper.yaml")
     fake = [{"cell": {"dataset": c.dataset, "method": c.method, "ipc": c.ipc, "model": c.model,
-                      "distill_seed": c.distill_seed, "seed": c.seed},
+                      "distill_seed": c.distill_seed, "seed": c.seed, "protocol": c.protocol},
              "test_acc": 0.30 + 0.01 * c.seed, "best_test_acc": 0.35, "run_id": "r", "curve": []}
             for c in cells(cfg) if c.dataset == "imagewoof"]
     md = render_markdown(cfg, "table1", aggregate(fake))
     lines = md.splitlines()
-    header = next(line for line in lines if line.startswith("| Dataset"))
+    header = next(line for line in lines if line.startswith("| Protocol | Dataset"))
     cols = [c.strip() for c in header.strip("|").split("|")]
     # paper order: ... DM, IDC-1 (reported), Minimax, Minimax (reported), today's MGD³ and D⁴M, Ours ...
-    assert cols[3:] == ["Random", "K-Center", "Herding", "DiT", "DM", "IDC-1 (reported)†", "Minimax",
+    assert cols[4:] == ["Random", "K-Center", "Herding", "DiT", "DM", "IDC-1 (reported)†", "Minimax",
                         "Minimax (reported)†", "MGD³", "MGD³ (reported)†", "D⁴M", "Ours", "Ours (paper code)",
                         "Full"]
-    row = next(line for line in lines if line.startswith("| imagewoof | 10 | ResNetAP-10"))
-    vals = [v.strip() for v in row.strip("|").split("|")][3:]
+    row = next(line for line in lines if line.startswith("| hard | imagewoof | 10 | ResNetAP-10"))
+    vals = [v.strip() for v in row.strip("|").split("|")][4:]
     assert vals[5] == "39.1 ± 0.5" and vals[7] == "39.2 ± 1.3"  # IDC-1 / Minimax, IPC 10 (published)
     assert vals[6] == "31.0 ± 1.0"  # our Minimax run: mean of 30, 31, 32 and their sample std
     assert vals[9] == "40.4"  # MGD³'s own ImageWoof ResNetAP-10 figure at IPC 10 (no std published)
-    row50 = next(line for line in lines if line.startswith("| imagewoof | 50 | ResNetAP-10"))
+    row50 = next(line for line in lines if line.startswith("| hard | imagewoof | 50 | ResNetAP-10"))
     assert "48.3 ± 1.0" in row50 and "56.3 ± 1.0" in row50
     # no published ConvNet-6 figure: a dash, and the footnote says so; the citation is there
-    conv = [v.strip() for v in next(line for line in lines if line.startswith("| imagewoof | 10 | ConvNet"))
-            .strip("|").split("|")][3:]
+    conv = [v.strip() for v in next(line for line in lines if line.startswith("| hard | imagewoof | 10 | ConvNet"))
+            .strip("|").split("|")][4:]
     assert conv[5] == "–" and conv[7] == "–" and conv[9] == "34.7"  # MGD³ published a ConvNet-6 figure
     assert "No published IDC-1 figure exists for imagewoof / ConvNet" in md
     assert "Kim et al." in md and "CVPR 2024" in md
@@ -154,15 +154,15 @@ def _marks_results():
 
 
 def _md_row(md: str, ipc: str, grid: int = 0) -> list[str]:
-    rows = [line for line in md.splitlines() if line.startswith(f"| imagewoof | {ipc} | ResNetAP-10")]
-    return [v.strip() for v in rows[grid].strip("|").split("|")][3:]
+    rows = [line for line in md.splitlines() if line.startswith(f"| hard | imagewoof | {ipc} | ResNetAP-10")]
+    return [v.strip() for v in rows[grid].strip("|").split("|")][4:]
 
 
 def test_bold_marks_the_best_of_our_runs_not_full_or_reported():
     agg = aggregate(_marks_results())
     md = render_markdown(MARKS_CFG, "table1", agg)
-    header = next(line for line in md.splitlines() if line.startswith("| Dataset"))
-    assert [c.strip() for c in header.strip("|").split("|")][3:] == [
+    header = next(line for line in md.splitlines() if line.startswith("| Protocol | Dataset"))
+    assert [c.strip() for c in header.strip("|").split("|")][4:] == [
         "Random", "DiT", "Minimax", "Minimax (reported)†", "Ours", "Full"]
     # IPC 10: DiT 38.0 is the best of our runs; published Minimax (39.2) and Full (91.0) are higher
     row = _md_row(md, "10")
@@ -204,9 +204,9 @@ def test_paired_ours_vs_minimax_marker_notes_and_comparisons_table():
     assert r"\*" not in " ".join(_md_row(md, "10")[:4] + _md_row(md, "20") + _md_row(md, "50"))
     assert r"\*" not in " ".join(_md_row(md, "10", grid=1))  # the test is on final accuracy only
     note = next(line for line in md.splitlines() if "paired t-test" in line)
-    assert "imagewoof / IPC 10 / ResNetAP-10: Ours − Minimax = +5.7 points (95% CI [+4.2, +7.1], paired p = 0.0034" in note
-    assert "IPC 20 / ResNetAP-10: Ours − Minimax = +0.0 points (95% CI [-4.3, +4.3], paired p = 1" in note
-    assert "IPC 50 / ResNetAP-10: Ours − Minimax = +15.0 points (n = 1: no interval)" in note
+    assert "imagewoof / IPC 10 / ResNetAP-10 / hard: Ours − Minimax = +5.7 points (95% CI [+4.2, +7.1], paired p = 0.0034" in note
+    assert "IPC 20 / ResNetAP-10 / hard: Ours − Minimax = +0.0 points (95% CI [-4.3, +4.3], paired p = 1" in note
+    assert "IPC 50 / ResNetAP-10 / hard: Ours − Minimax = +15.0 points (n = 1: no interval)" in note
     assert "Welch" not in md
     tex = render_latex(MARKS_CFG, "table1", agg)
     assert r"$36.8 \pm 0.8$$^{*}$" in tex and tex.count("$^{*}$ on Ours") == 1
@@ -272,7 +272,7 @@ def test_html_is_well_formed_and_names_the_runs_of_each_cell():
     assert "<b>38.0 ± 1.0</b>" in page and "<b>91.0" not in page and parser.links == []
     assert page.count("<sup") == 1  # Ours at IPC 10
     # with the cells' MLflow parent runs known, each of our cells links to its parent
-    parents = {("imagewoof", "ours", "10", "resnetap10"): "abc123"}
+    parents = {("imagewoof", "ours", "10", "resnetap10", "hard"): "abc123"}
     linked = _Balanced()
     linked.feed(render_html(MARKS_CFG, "table1", agg, {"experiment_id": "7", "parents": parents}))
     assert linked.stack == [] and "http://127.0.0.1:5000/#/experiments/7/runs/abc123" in linked.links
@@ -288,5 +288,5 @@ def test_final_training_loss_per_cell_in_the_table_and_metrics():
                for s, loss in ((0, 0.25), (1, 0.75))]
     agg = aggregate(results)
     md = render_markdown(cfg, "table1", agg)
-    assert "Final-epoch training loss" in md and "| d | 10 | ConvNet | 0.500 |" in md
-    assert metrics_tree(cfg, agg)["table1"]["d"]["random"]["ipc10"]["convnet"]["train_loss"] == 0.5
+    assert "Final-epoch training loss" in md and "| hard | d | 10 | ConvNet | 0.500 |" in md
+    assert metrics_tree(cfg, agg)["table1"]["d"]["random"]["ipc10"]["convnet"]["hard"]["train_loss"] == 0.5

@@ -98,9 +98,9 @@ def test_parents_job_files_one_parent_run_per_table_cell_and_nests_the_seed_runs
     assert {m: r.info.run_id for m, r in first.items()} == {m: r.info.run_id for m, r in second.items()}
     assert len(client.search_runs([exp_id])) == 4 + 2
     for method, r in second.items():
-        assert r.info.run_name == f"table1/d/{method}/ipc10/convnet" and r.info.status == "FINISHED"
-        assert {k: r.data.tags[k] for k in ("table", "dataset", "method", "ipc", "model")} == {
-            "table": "table1", "dataset": "d", "method": method, "ipc": "10", "model": "convnet"}
+        assert r.info.run_name == f"table1/d/{method}/ipc10/convnet/hard" and r.info.status == "FINISHED"
+        assert {k: r.data.tags[k] for k in ("table", "dataset", "method", "ipc", "model", "protocol")} == {
+            "table": "table1", "dataset": "d", "method": method, "ipc": "10", "model": "convnet", "protocol": "hard"}
     for run_id, method in seed_runs.items():
         assert client.get_run(run_id).data.tags["mlflow.parentRunId"] == second[method].info.run_id
     # mean and sample std (%): random 40, 50 -> 45 ± 7.07; ours 60, 64 -> 62 ± 2.83
@@ -125,10 +125,11 @@ def test_seed_runs_missing_from_the_database_are_skipped(cfg, capsys):
 
     init_tracking(cfg)
     cell = {"name": "table1/d/random/ipc10/convnet", "metrics": {"mean": 1.0},
-            "tags": {"dataset": "d", "method": "random", "ipc": "10", "model": "convnet", "table": "table1"},
+            "tags": {"dataset": "d", "method": "random", "ipc": "10", "model": "convnet", "protocol": "hard",
+                     "table": "table1"},
             "run_ids": ["0123456789abcdef0123456789abcdef"]}
     _, parents = nest_seed_runs(cfg, [cell])
-    assert list(parents) == [("d", "random", "10", "convnet")]
+    assert list(parents) == [("d", "random", "10", "convnet", "hard")]
     assert "1 seed runs not in" in capsys.readouterr().err
 
 

@@ -5,6 +5,7 @@ import os
 
 from snakemake.utils import validate
 
+from divdistill.evaluate import protocols
 from divdistill.experiment import config as dd
 from divdistill.experiment import grid, methods, names
 from divdistill.experiment.grid import (DATA, DISTILLED, DIVERSITY as DIVERSITY_PATH, EVAL as EVAL_PATH, FEATURES,
@@ -26,6 +27,7 @@ except grid.ConfigError as e:
     raise SystemExit(f"error: {e}") from None
 
 CELLS = grid.cells(config)
+PROTOCOL_NAMES = list(protocols.PROTOCOLS)
 # evaluate.one_job_per: "cell" runs every seed of a table cell in one process (the demo: a job's
 # start-up, ~4.5 s of imports and MLflow, is paid once per cell); "seed" one job per seed (paper
 # scale: seeds in parallel on a cluster).
@@ -62,13 +64,16 @@ _cost = _cost_jobs(config)
 COST_INPUTS = sorted({p for per_d in _cost["methods"].values() for jobs in per_d.values() for _, p, _ in jobs}
                      | {p for p, _ in _cost["shared"].values()})
 
-# The paired comparisons of every table row (compare.py), written by the render job.
+# The paired comparisons of every table row (compare.py) and the robust scores (robust.py), written by
+# the render job with the soft protocol's teachers' accuracies in the tables' notes.
 COMPARISONS = expand(grid.COMPARISONS, ext=grid.TABLE_EXTS)
+ROBUST = expand(grid.ROBUST, ext=grid.TABLE_EXTS)
+TEACHERS = [grid.TEACHER.format(dataset=d, model=m) + "/teacher.json" for d, m in grid.teachers(config)]
 
 
 def all_targets():
     return [*expand(grid.TABLE, table=TABLES, ext=grid.TABLE_EXTS), grid.METRICS, grid.DIVERSITY_TABLE,
-            *COMPARISONS, *FIGURES, *SWEEP_FIGURES, *FIGURE1_FILES, grid.COST_TABLE, grid.COST,
+            *COMPARISONS, *ROBUST, *FIGURES, *SWEEP_FIGURES, *FIGURE1_FILES, grid.COST_TABLE, grid.COST,
             *expand(grid.COST_FIGURE, ext=("png", "pdf"))]
 
 
@@ -161,13 +166,24 @@ def generator_inputs(*roles):
 
 
 def eval_params(wildcards):
-    """Every resolved hyper-parameter of one evaluation job."""
+    """Every resolved hyper-parameter of one evaluation job: its protocol's (evaluate/protocols.py)."""
     ev = config["evaluate"]
-    hp = {k: v for k, v in ev.items()
-          if k not in ("epochs", "epochs_full", "seeds_full", "nets", "threads", "checkpoint_every", "one_job_per")}
-    hp["epochs"] = grid.epochs_for(config, wildcards.ipc)
+    hp = protocols.resolve(ev, wildcards.protocol, grid.epochs_for(config, wildcards.ipc, wildcards.protocol))
     hp["net"] = ev["nets"][wildcards.model]
     return as_arg(hp)
+
+
+def teacher_params(wildcards):
+    """The teacher's: the hard protocol on the whole training set (evaluate.teacher.epochs, else epochs_full)."""
+    ev = config["evaluate"]
+    hp = protocols.resolve(ev, protocols.HARD, ev.get("teacher", {}).get("epochs", ev["epochs_full"]))
+    hp["net"] = ev["nets"][wildcards.model]
+    return as_arg(hp)
+
+
+def teacher_cell(wildcards):
+    return as_arg({"dataset": wildcards.dataset, "method": "full", "ipc": grid.FULL_IPC, "model": wildcards.model,
+                   "protocol": protocols.HARD, "distill_seed": 0, "role": "teacher"})
 
 
 def eval_seeds(wildcards) -> list[int]:
@@ -177,12 +193,15 @@ def eval_seeds(wildcards) -> list[int]:
 
 def eval_cell(wildcards):
     return as_arg({"dataset": wildcards.dataset, "method": wildcards.method, "ipc": wildcards.ipc,
-                   "model": wildcards.model, "distill_seed": int(wildcards.distill_seed)})
+                   "model": wildcards.model, "protocol": wildcards.protocol, "distill_seed": int(wildcards.distill_seed)})
 
 
 def eval_inputs(wildcards):
-    """meta.json and, except for Full, the distilled set of each seed the job runs (in seed order)."""
+    """meta.json, except for Full the distilled set of each seed the job runs (in seed order), and a soft
+    protocol's teacher."""
     inputs = {"meta": META.format(dataset=wildcards.dataset)}
+    if protocols.get(wildcards.protocol).labels == "soft":
+        inputs["teacher"] = grid.TEACHER.format(**wildcards) + "/teacher.safetensors"
     if methods.get(names.base_method(wildcards.method)).kind != "upper_bound":
         inputs["distilled"] = [grid.distilled(wildcards.dataset, wildcards.method, wildcards.distill_seed, s,
                                               wildcards.ipc) for s in eval_seeds(wildcards)]

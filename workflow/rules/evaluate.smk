@@ -22,6 +22,7 @@ rule evaluate:
         data=data_dir,
         seeds=eval_seeds,
         distilled=lambda wc, input: ["--distilled", *input.distilled] if "distilled" in input.keys() else [],
+        teacher=lambda wc, input: ["--teacher", input.teacher] if "teacher" in input.keys() else [],
         # outside the output: Snakemake deletes a failed job's output, a checkpoint must survive
         checkpoints=grid.CHECKPOINTS["evaluate"],
         every=config["evaluate"].get("checkpoint_every", 0),
@@ -38,7 +39,7 @@ rule evaluate:
         gpu=0,
     shell:
         "divdistill evaluate --data {params.data:q} "
-        "{params.distilled:q} --cell {params.cell:q} --seeds {params.seeds:q} --params {params.hp:q} "
+        "{params.distilled:q} {params.teacher:q} --cell {params.cell:q} --seeds {params.seeds:q} --params {params.hp:q} "
         "--threads {threads} --checkpoints {params.checkpoints:q} --checkpoint-every {params.every:q} "
         "--out {output:q} 2> {log:q}"
 
@@ -46,5 +47,39 @@ rule evaluate:
 use rule evaluate as evaluate_full with:
     wildcard_constraints:
         ipc=grid.FULL_IPC,
+        protocol=protocols.HARD,
     output:
         EVAL_OUTPUT_FULL,
+
+
+rule teacher:
+    """The soft protocol's teacher of a (dataset, test network): the hard protocol on the whole training
+    set, trained once for every method and seed that reads it; its network and its run's result."""
+    input:
+        meta=META,
+    output:
+        net=grid.TEACHER + "/teacher.safetensors",
+        result=grid.TEACHER + "/teacher.json",
+    params:
+        cell=teacher_cell,
+        hp=teacher_params,
+        data=data_dir,
+        seed=config["evaluate"].get("teacher", {}).get("seed", 0),
+        checkpoints=grid.CHECKPOINTS["teacher"],
+        every=config["evaluate"].get("checkpoint_every", 0),
+    threads: config["evaluate"]["threads"]
+    priority: 50  # the soft evaluations wait on it
+    conda:
+        "../envs/divdistill.yaml"
+    log:
+        grid.LOGS["teacher"],
+    benchmark:
+        grid.BENCHMARKS["teacher"]
+    resources:
+        mem_mb=3000,
+        runtime=60,
+        gpu=0,
+    shell:
+        "divdistill evaluate --data {params.data:q} --cell {params.cell:q} --seeds {params.seed:q} "
+        "--params {params.hp:q} --threads {threads} --checkpoints {params.checkpoints:q} "
+        "--checkpoint-every {params.every:q} --save-net {output.net:q} --out {output.result:q} 2> {log:q}"

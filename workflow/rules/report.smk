@@ -38,6 +38,7 @@ rule render:
         diversity=DIVERSITY,
         grids=list(GRIDS.values()),
         parents=grid.PARENTS,
+        teachers=TEACHERS,
     output:
         # in the report (snakemake --report): the HTML tables, Figure 4's PNG and the sample grids
         tables=[report(grid.TABLE.format(table=t, ext=ext), caption=f"../report/{t}.rst", category="Tables",
@@ -48,6 +49,8 @@ rule render:
         comparisons=[report(f, caption="../report/comparisons.rst", category="Tables",
                             labels={"table": "Comparisons: paired differences with stated power"})
                      if f.endswith(".html") else f for f in COMPARISONS],
+        robust=[report(f, caption="../report/robust.rst", category="Tables",
+                       labels={"table": "Robust scores: LRS and ARS"}) if f.endswith(".html") else f for f in ROBUST],
         figures=[report(f, caption="../report/samples.rst", category="Samples", labels=SAMPLE_LABELS[f]) for f in FIGURES]
         + [report(f, caption="../report/figure4.rst", category="Figures",
                   labels={"figure": "Figure 4: hyper-parameter sweeps"}) if f.endswith(".png") else f
@@ -70,7 +73,7 @@ rule render:
         runtime=5,
     shell:
         "divdistill render --spec {params.spec:q} --results {input.results:q} --diversity {input.diversity:q} "
-        "--grids {params.grids:q} --tables {params.tables:q} --parents {input.parents:q} "
+        "--grids {params.grids:q} --tables {params.tables:q} --parents {input.parents:q} --teachers {input.teachers:q} "
         "--metrics {output.metrics:q} --evidence {output.evidence:q} --plots {output.plots:q} --sweep-plots {params.sweep_plots:q} 2> {log:q}"
 
 

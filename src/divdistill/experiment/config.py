@@ -149,6 +149,28 @@ def check_finite(cfg: dict) -> None:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(errors))
 
 
+def evaluate_errors(cfg: dict) -> list[str]:
+    """Full's seeds exist; the epoch tables cover every IPC; a soft protocol has evaluate.soft."""
+    from .grid import protocols_of
+
+    errors, ev = [], cfg["evaluate"]
+    n_full = ev.get("seeds_full")
+    if n_full is not None and n_full > len(cfg["seeds"]):
+        errors.append(f"evaluate.seeds_full = {n_full}: more than the {len(cfg['seeds'])} seeds there are")
+    bounds = [r["max_ipc"] for r in ev["epochs"]]
+    if bounds != sorted(bounds):
+        errors.append(f"evaluate.epochs: max_ipc must increase, got {bounds}")
+    elif cfg["ipc"] and max(cfg["ipc"]) > bounds[-1]:
+        errors.append(f"evaluate.epochs: largest max_ipc {bounds[-1]} does not cover ipc {max(cfg['ipc'])}")
+    used = {p for t in cfg["tables"] for p in protocols_of(cfg, t)}
+    if any(p.startswith("soft") for p in used) and "soft" not in ev:
+        errors.append("evaluate.soft: required by the soft protocols in " + ", ".join(sorted(used)))
+    bounds = [r["max_ipc"] for r in ev.get("soft", {}).get("epochs", [])]
+    if bounds and (bounds != sorted(bounds) or (cfg["ipc"] and max(cfg["ipc"]) > bounds[-1])):
+        errors.append(f"evaluate.soft.epochs: max_ipc must increase and cover ipc {max(cfg['ipc'])}, got {bounds}")
+    return errors
+
+
 def check(cfg: dict) -> None:
     """Relations between keys; raises ConfigError naming the key at fault."""
     check_finite(cfg)
@@ -170,14 +192,7 @@ def check(cfg: dict) -> None:
     for key in ("seeds", "distill_seeds"):
         if len(set(cfg[key])) != len(cfg[key]):
             errors.append(f"{key}: duplicate values in {cfg[key]}")
-    n_full = cfg["evaluate"].get("seeds_full")
-    if n_full is not None and n_full > len(cfg["seeds"]):
-        errors.append(f"evaluate.seeds_full = {n_full}: more than the {len(cfg['seeds'])} seeds there are")
-    bounds = [r["max_ipc"] for r in cfg["evaluate"]["epochs"]]
-    if bounds != sorted(bounds):
-        errors.append(f"evaluate.epochs: max_ipc must increase, got {bounds}")
-    elif cfg["ipc"] and max(cfg["ipc"]) > bounds[-1]:
-        errors.append(f"evaluate.epochs: largest max_ipc {bounds[-1]} does not cover ipc {max(cfg['ipc'])}")
+    errors += evaluate_errors(cfg)
     errors += extension_errors(cfg)
     errors += synthesis_errors(cfg) if not errors else []
     nets = _nets()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..evaluate import protocols
 from . import methods
 from .methods import FULL_IPC
 from .names import SWEEP_KEYS, base_method, variant_name
@@ -32,11 +33,13 @@ DISTILLED = "results/distilled/{dataset}/{method}/distill{distill_seed}-seed{see
 DISTILLED_PER_IPC = "results/distilled/{dataset}/{method}/ipc{ipc}/distill{distill_seed}-seed{seed}.safetensors"
 SAMPLE_GRID = "results/figures/samples/{dataset}-{method}-distill{distill_seed}.png"
 SAMPLE_GRID_PER_IPC = "results/figures/samples/{dataset}-{method}-ipc{ipc}-distill{distill_seed}.png"
-EVAL = "results/eval/{dataset}/{method}/ipc{ipc}/{model}/distill{distill_seed}-seed{seed}.json"
+EVAL = "results/eval/{dataset}/{method}/ipc{ipc}/{model}/{protocol}/distill{distill_seed}-seed{seed}.json"
+# the soft protocol's teacher: the whole training set, hard protocol, one per (dataset, test network)
+TEACHER = "results/teachers/{dataset}/{model}"  # teacher.safetensors (the network), teacher.json (its run)
 DIVERSITY = "results/diversity/{dataset}/{method}/distill{distill_seed}-seed{seed}.json"
 # Each job's name under results/logs/<name>.log and results/benchmarks/<name>.tsv (Snakemake's record:
 # wall s; the cost table, report/cost.py, multiplies it by the job's threads: core-seconds)
-EVAL_CELL = "{dataset}/{method}/ipc{ipc}/{model}/distill{distill_seed}"  # checkpoints: <EVAL_CELL>/seed<k>
+EVAL_CELL = "{dataset}/{method}/ipc{ipc}/{model}/{protocol}/distill{distill_seed}"  # checkpoints: <EVAL_CELL>/seed<k>
 JOB_NAMES = {
     "prepare": "prepare/{dataset}", "pretrain_vae": "pretrain/vae", "pretrain_dit": "pretrain/dit",
     "encode": "encode/{dataset}", "features": "features/{dataset}",
@@ -46,12 +49,14 @@ JOB_NAMES = {
     "select": "select/{dataset}/{method}", "synthesize": "synthesize/{dataset}/{method}/ipc{ipc}/seed{seed}",
     "diversity": "diversity/{dataset}/{method}/distill{distill_seed}",
     "evaluate": "evaluate/" + EVAL_CELL, "evaluate_seed": "evaluate/" + EVAL_CELL + "-seed{seed}",
+    "teacher": "teacher/{dataset}/{model}",
     "figure1": "figure1", "parents": "parents", "render": "render", "cost": "cost", "render_study": "render_study",
 }
 LOGS = {job: f"results/logs/{name}.log" for job, name in JOB_NAMES.items()}
 BENCHMARKS = {job: f"results/benchmarks/{name}.tsv" for job, name in JOB_NAMES.items()}
 JOB_SERVER_LOG = "results/logs/jobserver.log"
-CHECKPOINTS = {"pretrain": "results/checkpoints/pretrain", "evaluate": "results/checkpoints/evaluate/" + EVAL_CELL}
+CHECKPOINTS = {"pretrain": "results/checkpoints/pretrain", "evaluate": "results/checkpoints/evaluate/" + EVAL_CELL,
+               "teacher": "results/checkpoints/teacher/{dataset}/{model}"}
 COST_TABLE = "reports/tables/cost.md"  # timings vary from run to run: apart from the accuracy tables
 COST = "reports/cost.json"
 COST_FIGURE = "reports/figures/cost.{ext}"
@@ -61,6 +66,7 @@ HISTORY = "results/history"  # io.keep: every finished output, copied, by MLflow
 
 TABLE = "reports/tables/{table}.{ext}"
 COMPARISONS = "reports/tables/comparisons.{ext}"
+ROBUST = "reports/tables/robust.{ext}"  # DD-Ranking's LRS / ARS (report/robust.py)
 DIVERSITY_TABLE = "reports/tables/diversity.md"
 METRICS = "reports/metrics.json"
 CURVES = "reports/plots/curves"
@@ -94,6 +100,7 @@ class Cell:
     model: str
     distill_seed: int  # the fine-tuning's seed; 0 for methods that fine-tune nothing
     seed: int
+    protocol: str = protocols.HARD  # evaluate/protocols.py
 
     @property
     def path(self) -> str:
@@ -109,6 +116,17 @@ def seeds_for(cfg: dict, method: str) -> list[int]:
     nothing) only the first ``evaluate.seeds_full`` of them when that is set."""
     n = cfg.get("evaluate", {}).get("seeds_full") if method == "full" else None
     return list(cfg["seeds"]) if n is None else list(cfg["seeds"])[:n]
+
+
+def protocols_of(cfg: dict, table: str) -> list[str]:
+    """A table's protocols: its own ``protocols``, else ``evaluate.protocols``, else hard."""
+    return list(cfg["tables"][table].get("protocols") or cfg.get("evaluate", {}).get("protocols") or [protocols.HARD])
+
+
+def protocols_for(cfg: dict, table: str, method: str) -> list[str]:
+    """The protocols a method's cells run under: Full (the upper bound, and the robust scores' A_real)
+    under the hard protocol only."""
+    return [p for p in protocols_of(cfg, table) if method != "full" or p == protocols.HARD]
 
 
 def distill_seeds_for(cfg: dict, method: str) -> list[int]:
@@ -175,8 +193,9 @@ def study_cells(cfg: dict) -> list[Cell]:
 
 
 def table_layout(cfg: dict, table: str):
-    """Rows (dataset, ipc, model) and columns (method, is_reported) of one table, in the paper's order:
-    a method's published numbers sit right after our run of it."""
+    """Rows (dataset, ipc, model, protocol), protocol-major (a row group per protocol), and columns
+    (method, is_reported) of one table, in the paper's order: a method's published numbers sit right
+    after our run of it."""
     t = cfg["tables"][table]
     columns = []
     for m in methods.names():
@@ -184,15 +203,22 @@ def table_layout(cfg: dict, table: str):
             columns.append((m, False))
         if m in t.get("reported", []):
             columns.append((m, True))
-    rows = [(d, str(ipc), model) for d in t["datasets"] for ipc in cfg["ipc"] for model in t["models"]]
+    rows = [(d, str(ipc), model, p) for p in protocols_of(cfg, table)
+            for d in t["datasets"] for ipc in cfg["ipc"] for model in t["models"]]
     return rows, columns
 
 
 def table_cells(cfg: dict, table: str) -> list[Cell]:
     t = cfg["tables"][table]
-    return [Cell(d, m, ipc, model, ds, seed)
-            for d in t["datasets"] for m in t["methods"] for ipc in ipcs_for(cfg, m)
-            for model in t["models"] for ds in distill_seeds_for(cfg, m) for seed in seeds_for(cfg, m)]
+    return [Cell(d, m, ipc, model, ds, seed, p)
+            for p in protocols_of(cfg, table) for d in t["datasets"] for m in t["methods"] if p in protocols_for(cfg, table, m)
+            for ipc in ipcs_for(cfg, m) for model in t["models"] for ds in distill_seeds_for(cfg, m)
+            for seed in seeds_for(cfg, m)]
+
+
+def teachers(cfg: dict) -> list[tuple[str, str]]:
+    """(dataset, model) of every teacher a soft protocol reads, each once."""
+    return sorted({(c.dataset, c.model) for c in cells(cfg) if protocols.get(c.protocol).labels == "soft"})
 
 
 def cells(cfg: dict) -> list[Cell]:
@@ -214,11 +240,15 @@ def datasets_used(cfg: dict) -> list[str]:
     return sorted(used)
 
 
-def epochs_for(cfg: dict, ipc: str) -> int:
+def epochs_for(cfg: dict, ipc: str, protocol: str = protocols.HARD) -> int:
+    """The evaluation's epochs at an IPC: the soft protocols' own table when evaluate.soft has one."""
     ev = cfg["evaluate"]
     if ipc == FULL_IPC:
         return ev["epochs_full"]
-    for rule in ev["epochs"]:  # sorted by max_ipc: the first rule that covers the IPC
+    table = ev["epochs"]
+    if protocols.get(protocol).labels == "soft":
+        table = ev["soft"].get("epochs", table)
+    for rule in table:  # sorted by max_ipc: the first rule that covers the IPC
         if int(ipc) <= rule["max_ipc"]:
             return rule["epochs"]
     raise ConfigError(f"evaluate.epochs: no entry covers IPC {ipc}")

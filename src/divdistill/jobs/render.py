@@ -11,6 +11,7 @@ ARGS = ((["--spec"], {**REQ, "help": "JSON with params.yaml's tables, ipc, seeds
         (["--grids"], {"nargs": "*", "default": [], "help": "SRC=DST sample grids to copy"}),
         (["--tables"], REQ), (["--metrics"], REQ), (["--plots"], REQ),
         (["--sweep-plots"], {"default": "reports/plots/sweeps", "help": "Figure 4's points as CSVs (with sweeps)"}),
+        (["--teachers"], {"nargs": "*", "default": [], "help": "the soft protocol's teachers' result files"}),
         (["--parents"], {"help": "the parents job's file: cell -> MLflow run (links in the HTML tables)"}),
         (["--evidence"], {"help": "where to record each cell's result files and their sha256 (divdistill verify)"}))
 
@@ -26,4 +27,4 @@ def run(args) -> None:
     render_all(spec, args.results, args.tables, args.metrics, args.plots, args.diversity,
                dict(g.split("=", 1) for g in args.grids),
                parents=None if args.parents is None else read_json(args.parents), out_sweeps=args.sweep_plots,
-               out_evidence=args.evidence)
+               out_evidence=args.evidence, teachers=[read_json(p) for p in args.teachers])

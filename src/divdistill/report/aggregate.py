@@ -10,17 +10,24 @@ from pathlib import Path
 
 import numpy as np
 
+from ..evaluate.protocols import HARD
 from ..experiment.grid import sweep_cells, table_cells
 from ..io import atomic_path
 
+KEY = ("dataset", "method", "ipc", "model", "protocol")  # an aggregate's key, a table cell's MLflow tags
+
+
+def cell_key(c: dict) -> tuple:
+    """A result's cell as an aggregate key (results written before the protocol axis are hard's)."""
+    return (c["dataset"], c["method"], str(c["ipc"]), c["model"], c.get("protocol", HARD))
+
 
 def aggregate(results: list[dict]) -> dict[tuple, dict]:
-    """(dataset, method, ipc, model) -> mean/std of final and best-over-training accuracy (%), the
-    per-run final accuracies (``values``, %) and run ids, both in (distill_seed, seed) order."""
+    """(dataset, method, ipc, model, protocol) -> mean/std of final and best-over-training accuracy (%),
+    the per-run final accuracies (``values``, %) and run ids, both in (distill_seed, seed) order."""
     groups = defaultdict(list)
     for r in results:
-        c = r["cell"]
-        groups[(c["dataset"], c["method"], str(c["ipc"]), c["model"])].append(r)
+        groups[cell_key(r["cell"])].append(r)
     out = {}
     for key, rs in groups.items():
         rs = sorted(rs, key=lambda r: (r["cell"]["distill_seed"], r["cell"]["seed"]))
@@ -40,17 +47,23 @@ def aggregate(results: list[dict]) -> dict[tuple, dict]:
     return out
 
 
-def parent_cells(cfg: dict, agg: dict, compared: list[dict] = ()) -> list[dict]:
+def _key(c) -> tuple:
+    return (c.dataset, c.method, c.ipc, c.model, c.protocol)
+
+
+def parent_cells(cfg: dict, agg: dict, compared: list[dict] = (), scores: list[dict] = ()) -> list[dict]:
     """Every table cell that has runs, in the shape ``tracking.nest_seed_runs`` takes; the first table
     holding a cell names its parent run (Figure 4's sweep cells: "figure4"). ``compared``
-    (compare.comparisons) adds each comparison's vs_<other>_* metrics to its first method's cell."""
+    (compare.comparisons) adds each comparison's vs_<other>_* metrics to its first method's cell,
+    ``scores`` (robust.scores) the method's LRS / ARS to its hard cell."""
     from .compare import parent_metrics
+    from .robust import parent_metrics as score_metrics
 
     tables: dict[tuple, list[str]] = {}
     cells = [(table, c) for table in cfg["tables"] for c in table_cells(cfg, table)]
     cells += [("figure4", c) for c in sweep_cells(cfg)]
     for table, c in cells:
-        names = tables.setdefault((c.dataset, c.method, c.ipc, c.model), [])
+        names = tables.setdefault(_key(c), [])
         if table not in names:
             names.append(table)
     out = []
@@ -58,35 +71,36 @@ def parent_cells(cfg: dict, agg: dict, compared: list[dict] = ()) -> list[dict]:
         a = agg.get(key)
         if a is None:
             continue
-        d, m, ipc, model = key
-        out.append({"name": f"{names[0]}/{d}/{m}/ipc{ipc}/{model}",
-                    "tags": {**dict(zip(("dataset", "method", "ipc", "model"), key)), "table": names[0], "tables": ",".join(names)},
+        d, m, ipc, model, protocol = key
+        out.append({"name": f"{names[0]}/{d}/{m}/ipc{ipc}/{model}/{protocol}",
+                    "tags": {**dict(zip(KEY, key)), "table": names[0], "tables": ",".join(names)},
                     "metrics": {**{k: a[k] for k in ("mean", "std", "best_mean", "best_std", "n")},
-                                **parent_metrics(compared, d, m, ipc, model)},
+                                **parent_metrics(compared, *key),
+                                **(score_metrics(scores, d, m, ipc, model) if protocol == HARD else {})},
                     "run_ids": a["run_ids"]})
     return out
 
 
 def metrics_tree(cfg: dict, agg: dict) -> dict:
-    """Nested table -> dataset -> method -> ipc -> model -> {mean, std}: for `dvc metrics`."""
+    """Nested table -> dataset -> method -> ipc -> model -> protocol -> {mean, std}: for `dvc metrics`."""
     tree = {}
     for table in cfg["tables"]:
         for c in table_cells(cfg, table):
-            a = agg.get((c.dataset, c.method, c.ipc, c.model))
+            a = agg.get(_key(c))
             if a is not None:
                 node = tree.setdefault(table, {}).setdefault(c.dataset, {}).setdefault(c.method, {})
-                node.setdefault(f"ipc{c.ipc}", {})[c.model] = {
+                node.setdefault(f"ipc{c.ipc}", {}).setdefault(c.model, {})[c.protocol] = {
                     "mean": round(a["mean"], 3), "std": round(a["std"], 3),
                     **({"train_loss": round(a["loss_mean"], 4)} if a["loss_mean"] is not None else {})}
     return tree
 
 
 def write_curves(results: list[dict], out_dir) -> None:
-    """One CSV per (dataset, method, ipc, model): seed-mean curves at the evaluated epochs."""
+    """One CSV per (dataset, method, ipc, model, protocol): seed-mean curves at the evaluated epochs."""
     groups = defaultdict(list)
     for r in results:
-        c = r["cell"]
-        groups[f"{c['dataset']}-{c['method']}-ipc{c['ipc']}-{c['model']}"].append(r["curve"])
+        d, m, ipc, model, protocol = cell_key(r["cell"])
+        groups[f"{d}-{m}-ipc{ipc}-{model}-{protocol}"].append(r["curve"])
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     for name, curves in sorted(groups.items()):

@@ -36,28 +36,29 @@ def pairs_of(table_methods) -> list[tuple[str, str]]:
 
 def comparisons(cfg: dict, agg: dict) -> list[dict]:
     """Every comparison of every table row with runs on both sides: dicts with table, dataset, ipc,
-    model, a, b, pairing and the ``stats.Paired`` fields (accuracy points)."""
+    model, protocol, a, b, pairing and the ``stats.Paired`` fields (accuracy points)."""
 
     out = []
     for table, t in cfg["tables"].items():
         rows, _ = table_layout(cfg, table)
         for a, b in pairs_of(t["methods"]):
-            for d, ipc, model in rows:
-                ca, cb = agg.get((d, a, ipc, model)), agg.get((d, b, ipc, model))
+            for d, ipc, model, protocol in rows:
+                ca, cb = agg.get((d, a, ipc, model, protocol)), agg.get((d, b, ipc, model, protocol))
                 if ca is None or cb is None:
                     continue
                 keys, xa, xb, how = pair_up(dict(zip(map(tuple, ca["seeds"]), ca["values"])),
                                             dict(zip(map(tuple, cb["seeds"]), cb["values"])))
                 if not keys:
                     continue
-                out.append({"table": table, "dataset": d, "ipc": ipc, "model": model, "a": a, "b": b,
+                out.append({"table": table, "dataset": d, "ipc": ipc, "model": model, "protocol": protocol, "a": a, "b": b,
                             "pairing": how, **paired(xa, xb).as_dict()})
     return out
 
 
-def find(rows: list[dict], table: str, dataset: str, ipc: str, model: str, a: str, b: str) -> dict | None:
-    return next((r for r in rows if (r["table"], r["dataset"], r["ipc"], r["model"], r["a"], r["b"])
-                 == (table, dataset, ipc, model, a, b)), None)
+def find(rows: list[dict], table: str, dataset: str, ipc: str, model: str, protocol: str, a: str,
+         b: str) -> dict | None:
+    return next((r for r in rows if (r["table"], r["dataset"], r["ipc"], r["model"], r["protocol"], r["a"], r["b"])
+                 == (table, dataset, ipc, model, protocol, a, b)), None)
 
 
 def _num(x, fmt="+.1f") -> str:
@@ -73,12 +74,12 @@ def _p(p) -> str:
 
 
 def _cols(r: dict, labels: dict, models: dict) -> list[str]:
-    return [r["table"], r["dataset"], r["ipc"], models[r["model"]], f"{labels[r['a']]} − {labels[r['b']]}",
+    return [r["table"], r["dataset"], r["ipc"], models[r["model"]], r["protocol"], f"{labels[r['a']]} − {labels[r['b']]}",
             str(r["n"]), _num(r["mean"]), _ci(r["ci_low"], r["ci_high"]), _ci(r["boot_low"], r["boot_high"]),
             _p(r["p"]), _num(r["mdd"], ".1f")]
 
 
-HEAD = ["Table", "Dataset", "IPC", "Test model", "Comparison", "n", "Δ (points)", "95% CI (t)",
+HEAD = ["Table", "Dataset", "IPC", "Test model", "Protocol", "Comparison", "n", "Δ (points)", "95% CI (t)",
         "95% CI (bootstrap)", "p (paired t)", "MDD"]
 
 
@@ -98,7 +99,7 @@ def _explanation(rows: list[dict]) -> list[str]:
 
 def render_markdown(rows: list[dict], labels: dict, models: dict) -> str:
     out = ["# Comparisons: paired differences with stated power", ""] + _explanation(rows) + [""]
-    out += ["| " + " | ".join(HEAD) + " |", "|" + "---|" * 5 + "---:|" * (len(HEAD) - 5)]
+    out += ["| " + " | ".join(HEAD) + " |", "|" + "---|" * 6 + "---:|" * (len(HEAD) - 6)]
     out += ["| " + " | ".join(_cols(r, labels, models)) + " |" for r in rows]
     return "\n".join(out) + "\n"
 
@@ -111,7 +112,7 @@ def render_latex(rows: list[dict], labels: dict, models: dict) -> str:
              r"\caption{Paired differences A $-$ B of final-epoch test accuracy (points) with 95\% "
              r"intervals (t and bootstrap), paired t-test $p$ and the minimum detectable difference at "
              r"80\% power, $\alpha = 0.05$.}",
-             r"\begin{tabular}{lllll" + "r" * (len(HEAD) - 5) + "}", r"\toprule",
+             r"\begin{tabular}{llllll" + "r" * (len(HEAD) - 6) + "}", r"\toprule",
              " & ".join(tex(h) for h in HEAD) + r" \\", r"\midrule"]
     lines += [" & ".join(tex(c) for c in _cols(r, labels, models)) + r" \\" for r in rows]
     lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
@@ -130,31 +131,32 @@ def render_html(rows: list[dict], labels: dict, models: dict) -> str:
     out += ["<table>", "<thead><tr>" + "".join(f"<th>{esc(h)}</th>" for h in HEAD) + "</tr></thead>", "<tbody>"]
     for r in rows:
         cols = _cols(r, labels, models)
-        out.append("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in cols[:5])
-                   + "".join(f'<td class="n">{esc(c)}</td>' for c in cols[5:]) + "</tr>")
+        out.append("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in cols[:6])
+                   + "".join(f'<td class="n">{esc(c)}</td>' for c in cols[6:]) + "</tr>")
     out += ["</tbody>", "</table>", "</body>", "</html>"]
     return "\n".join(out) + "\n"
 
 
 def metrics_tree(rows: list[dict]) -> dict:
-    """table -> dataset -> "a-vs-b" -> ipc<k> -> model -> {diff, ci_low, ci_high, p, mdd, n} for DVC
-    (rounded to 3 decimals; undefined values are null)."""
+    """table -> dataset -> "a-vs-b" -> ipc<k> -> model -> protocol -> {diff, ci_low, ci_high, p, mdd, n}
+    for DVC (rounded to 3 decimals; undefined values are null)."""
     tree: dict = {}
     for r in rows:
         node = tree.setdefault(r["table"], {}).setdefault(r["dataset"], {}).setdefault(f"{r['a']}-vs-{r['b']}", {})
-        node.setdefault(f"ipc{r['ipc']}", {})[r["model"]] = {
+        node.setdefault(f"ipc{r['ipc']}", {}).setdefault(r["model"], {})[r["protocol"]] = {
             k: (None if r[src] is None else round(r[src], 3 if k != "p" else 4))
             for k, src in (("diff", "mean"), ("ci_low", "ci_low"), ("ci_high", "ci_high"), ("p", "p"),
                            ("mdd", "mdd"))} | {"n": r["n"]}
     return tree
 
 
-def parent_metrics(rows: list[dict], dataset: str, method: str, ipc: str, model: str) -> dict[str, float]:
+def parent_metrics(rows: list[dict], dataset: str, method: str, ipc: str, model: str,
+                   protocol: str) -> dict[str, float]:
     """Metrics for method's table-cell run: vs_<b>_{diff,ci_low,ci_high,p,mdd} of each comparison with
     method as A (only defined values)."""
     out = {}
     for r in rows:
-        if (r["dataset"], r["a"], r["ipc"], r["model"]) == (dataset, method, ipc, model):
+        if (r["dataset"], r["a"], r["ipc"], r["model"], r["protocol"]) == (dataset, method, ipc, model, protocol):
             for k, src in (("diff", "mean"), ("ci_low", "ci_low"), ("ci_high", "ci_high"), ("p", "p"), ("mdd", "mdd")):
                 if r[src] is not None:
                     out[f"vs_{r['b']}_{k}"] = r[src]

@@ -18,12 +18,12 @@ REBUILD = "snakemake --cores 2 --forcerun parents render -- all"  # missing inpu
 
 
 def _groups(cfg: dict) -> dict[str, dict[str, list[str]]]:
-    """{table: {"dataset/method/ipc/model": [result paths]}}; Figure 4's sweep cells as "figure4"."""
+    """{table: {"dataset/method/ipc/model/protocol": [result paths]}}; Figure 4's sweep cells as "figure4"."""
     out: dict[str, dict[str, list[str]]] = {}
     pairs = [(table, c) for table in cfg["tables"] for c in table_cells(cfg, table)]
     pairs += [("figure4", c) for c in sweep_cells(cfg)]
     for table, c in pairs:
-        paths = out.setdefault(table, {}).setdefault(f"{c.dataset}/{c.method}/{c.ipc}/{c.model}", [])
+        paths = out.setdefault(table, {}).setdefault(f"{c.dataset}/{c.method}/{c.ipc}/{c.model}/{c.protocol}", [])
         if c.path not in paths:
             paths.append(c.path)
     return out

@@ -16,6 +16,7 @@ matplotlib.use("Agg")  # files only: no display on build machines
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
+from ..evaluate.protocols import HARD  # noqa: E402
 from ..experiment.grid import sweep_points  # noqa: E402
 from ..io import atomic_path  # noqa: E402
 
@@ -34,7 +35,7 @@ def sweep_series(cfg: dict, agg: dict) -> dict[str, dict[str, list[tuple]]]:
     out: dict[str, dict[str, list[tuple]]] = {}
     for key, value, method in sweep_points(cfg):
         for ipc in cfg["ipc"]:
-            a = agg.get((sw["dataset"], method, str(ipc), sw["model"]))
+            a = agg.get((sw["dataset"], method, str(ipc), sw["model"], HARD))
             if a is not None:
                 out.setdefault(key, {}).setdefault(str(ipc), []).append((value, a["mean"], a["std"], a["n"]))
     for by_ipc in out.values():

@@ -17,13 +17,7 @@ from .tables import (
     _notes,
     _runs_per_cell,
 )
-
-_CSS = ("body{font-family:system-ui,sans-serif;margin:1.5em;max-width:80em}"
-        "table{border-collapse:collapse;margin:.5em 0 1.5em}th,td{padding:.25em .7em}"
-        "thead th{border-bottom:2px solid #333;text-align:left}tbody tr{border-bottom:1px solid #ddd}"
-        "td.n{text-align:right;white-space:nowrap}td.rep{color:#666;font-style:italic}"
-        "td a{color:inherit;text-decoration:none}td a:hover{text-decoration:underline}"
-        "p.note{font-size:.9em;color:#333}")
+from .writer import STYLE
 
 
 UI_URL = "http://127.0.0.1:5000"  # `make ui`
@@ -34,10 +28,10 @@ def run_url(experiment_id: str, run_id: str, ui: str = UI_URL) -> str:
     return f"{ui}/#/experiments/{experiment_id}/runs/{run_id}"
 
 
-def render_html(cfg: dict, table: str, agg: dict, mlflow: dict | None = None) -> str:
+def render_html(cfg: dict, table: str, agg: dict, mlflow: dict | None = None, teachers: dict | None = None) -> str:
     """A small self-contained page. Each of our cells names its runs (``title``, on hover) and, when
     ``mlflow`` gives the evaluate experiment's id and the cells' parent runs ({"experiment_id",
-    "parents": {(dataset, method, ipc, model): run id}}), links to its parent run in the MLflow UI,
+    "parents": {(dataset, method, ipc, model, protocol): run id}}), links to its parent run in the MLflow UI,
     which lists the seed runs nested below it."""
     rows, columns = table_layout(cfg, table)
     esc = html.escape
@@ -60,16 +54,16 @@ def render_html(cfg: dict, table: str, agg: dict, mlflow: dict | None = None) ->
 
     def grid(key) -> list[str]:
         lines = ["<table>", "<thead><tr>" + "".join(f"<th>{esc(h)}</th>" for h in
-                                                      ["Dataset", "IPC", "Test model"] + [_label(c) for c in columns])
+                                                      ["Protocol", "Dataset", "IPC", "Test model"] + [_label(c) for c in columns])
                  + "</tr></thead>", "<tbody>"]
-        for (d, ipc, model), cells in _grid(cfg, table, agg, key):
-            lines.append(f"<tr><td>{esc(d)}</td><td>{esc(ipc)}</td><td>{esc(net_label(model))}</td>"
+        for (d, ipc, model, protocol), cells in _grid(cfg, table, agg, key):
+            lines.append(f"<tr><td>{esc(protocol)}</td><td>{esc(d)}</td><td>{esc(ipc)}</td><td>{esc(net_label(model))}</td>"
                          + "".join(td(c, key) for c in cells) + "</tr>")
         return lines + ["</tbody>", "</table>"]
 
     title = esc(TABLE_TITLES[table])
     out = ["<!DOCTYPE html>", '<html lang="en">', "<head>", '<meta charset="utf-8">', f"<title>{title}</title>",
-           f"<style>{_CSS}</style>", "</head>", "<body>", f"<h1>{title}</h1>",
+           f"<style>{STYLE}</style>", "</head>", "<body>", f"<h1>{title}</h1>",
            f"<p>Top-1 test accuracy (%) at the <b>final epoch</b>, mean ± sample std over "
            f"{esc(_runs_per_cell(cfg, table))} (each seed re-draws the distilled set and re-trains the test network). "
            "Hover a cell for the MLflow runs behind it"
@@ -78,6 +72,6 @@ def render_html(cfg: dict, table: str, agg: dict, mlflow: dict | None = None) ->
     out += ["<p>Best test accuracy over training (model selection on the test set, as the public reference "
             "code reports it; shown for comparison only, not the headline):</p>"]
     out += grid("best_mean")
-    out += [f'<p class="note">{esc(n)}</p>' for n in _notes(cfg, table, agg)]
+    out += [f'<p class="note">{esc(n)}</p>' for n in _notes(cfg, table, agg, teachers=teachers)]
     out += ["</body>", "</html>"]
     return "\n".join(out) + "\n"

@@ -12,7 +12,7 @@ import numpy as np
 from ..evaluate.names import net_labels
 from ..experiment import methods
 from ..io import atomic_path, read_json, write_json, write_text
-from . import compare
+from . import compare, robust
 from .evidence import evidence
 from .aggregate import aggregate, metrics_tree, write_curves, write_sweeps
 from .html import render_html
@@ -60,12 +60,17 @@ def render_diversity(cfg: dict, diversity: list[dict]) -> str:
 
 def render_all(cfg: dict, result_paths: list[str], out_tables, out_metrics, out_plots,
                diversity_paths: list[str] = (), grids: dict | None = None, out_figures="reports/figures",
-               parents: dict | None = None, out_sweeps="reports/plots/sweeps", out_evidence=None) -> dict:
+               parents: dict | None = None, out_sweeps="reports/plots/sweeps", out_evidence=None,
+               teachers: list[dict] = ()) -> dict:
     """Every report file. ``parents`` (tracking/parents.py's file: {"experiment_id", "parents":
-    {"dataset/method/ipc/model": run id}}) lets the HTML tables link each cell to its MLflow run."""
+    {"dataset/method/ipc/model/protocol": run id}}) lets the HTML tables link each cell to its MLflow run;
+    ``teachers`` (the teacher jobs' result files) give the soft protocol's notes their accuracies."""
     results = [read_json(p) for p in result_paths]
     agg = aggregate(results)
     compared = compare.comparisons(cfg, agg)
+    scores = robust.scores(cfg, agg)
+    score_diffs = robust.differences(cfg, scores)
+    taught = {(t["cell"]["dataset"], t["cell"]["model"]): t for t in teachers}
     mlflow = None
     if parents is not None:
         mlflow = {"experiment_id": parents["experiment_id"],
@@ -73,10 +78,11 @@ def render_all(cfg: dict, result_paths: list[str], out_tables, out_metrics, out_
     labels, nets = methods.labels(), net_labels()
     for ext, render in (("md", compare.render_markdown), ("tex", compare.render_latex), ("html", compare.render_html)):
         write_text(Path(out_tables) / f"comparisons.{ext}", render(compared, labels, nets))
+        write_text(Path(out_tables) / f"robust.{ext}", robust.render(scores, score_diffs, ext))
     for table in cfg["tables"]:
-        write_text(Path(out_tables) / f"{table}.md", render_markdown(cfg, table, agg))
-        write_text(Path(out_tables) / f"{table}.tex", render_latex(cfg, table, agg))
-        write_text(Path(out_tables) / f"{table}.html", render_html(cfg, table, agg, mlflow))
+        write_text(Path(out_tables) / f"{table}.md", render_markdown(cfg, table, agg, taught))
+        write_text(Path(out_tables) / f"{table}.tex", render_latex(cfg, table, agg, taught))
+        write_text(Path(out_tables) / f"{table}.html", render_html(cfg, table, agg, mlflow, taught))
     write_text(Path(out_tables) / "diversity.md", render_diversity(cfg, [read_json(p) for p in diversity_paths]))
     for src, dst in (grids or {}).items():
         with atomic_path(dst) as tmp:
@@ -87,7 +93,8 @@ def render_all(cfg: dict, result_paths: list[str], out_tables, out_metrics, out_
 
         write_sweeps(figure4(cfg, agg, Path(out_figures) / "figure4.png", Path(out_figures) / "figure4.pdf"),
                      out_sweeps)
-    tree = {**metrics_tree(cfg, agg), "comparisons": compare.metrics_tree(compared)}
+    tree = {**metrics_tree(cfg, agg), "comparisons": compare.metrics_tree(compared),
+            "robust": robust.metrics_tree(scores, score_diffs)}
     write_json(out_metrics, tree)
     if out_evidence is not None:  # last: the files as they were when every table above was made
         write_json(out_evidence, evidence(cfg, diversity_paths))

@@ -15,6 +15,7 @@ give that difference with its 95% CI and minimum detectable difference, and the 
 from __future__ import annotations
 
 from ..baselines.reported import SOURCES, reported
+from ..evaluate import protocols
 from ..evaluate.names import net_label
 from ..experiment import methods
 from ..experiment.grid import FULL_IPC, seeds_for, table_layout
@@ -46,6 +47,7 @@ def _reported_value(d, m, ipc, model):
 def _footnotes(cfg: dict, table: str) -> list[str]:
     """Citations of the reported columns, and which rows no source covers."""
     rows, columns = table_layout(cfg, table)
+    rows = [(d, ipc, model) for d, ipc, model, p in rows if p == protocols.HARD]  # sources report hard labels
     notes = []
     for m, is_reported in columns:
         if not is_reported:
@@ -72,16 +74,16 @@ def _runs_per_cell(cfg: dict, table: str) -> str:
     return text
 
 
-def _cell(agg, d, column, ipc, model):
+def _cell(agg, d, column, ipc, model, protocol):
     m, is_reported = column if isinstance(column, tuple) else (column, False)
-    if is_reported:
-        return _reported_value(d, m, ipc, model)
+    if is_reported:  # published figures are hard-label figures
+        return _reported_value(d, m, ipc, model) if protocol == protocols.HARD else None
     # Full does not depend on IPC: the same measurement is shown on every row.
-    return agg.get(_key(d, m, ipc, model))
+    return agg.get(_key(d, m, ipc, model, protocol))
 
 
-def _key(d, m, ipc, model) -> tuple:
-    return (d, m, FULL_IPC if m == "full" else ipc, model)
+def _key(d, m, ipc, model, protocol) -> tuple:
+    return (d, m, FULL_IPC if m == "full" else ipc, model, protocol)
 
 
 def _fmt(a, key: str) -> str:
@@ -95,15 +97,15 @@ SIG_MARK, SIG_LEVEL = "*", 0.05  # on Ours' cell: paired t-test against Minimax
 
 
 def _paired_rows(cfg: dict, table: str, agg: dict) -> dict[tuple, dict | None]:
-    """Row -> the paired comparison Ours - Minimax (compare.comparisons' dict; None without runs on
-    both sides); empty when the table lacks either method."""
+    """Row (dataset, ipc, model, protocol) -> the paired comparison Ours - Minimax (compare.comparisons'
+    dict; None without runs on both sides); empty when the table lacks either method."""
     from .compare import comparisons, find
 
     if not {"ours", "minimax"} <= set(cfg["tables"][table]["methods"]):
         return {}
     rows, _ = table_layout(cfg, table)
     found = comparisons({**cfg, "tables": {table: cfg["tables"][table]}}, agg)
-    return {(d, ipc, model): find(found, table, d, ipc, model, "ours", "minimax") for d, ipc, model in rows}
+    return {row: find(found, table, *row, "ours", "minimax") for row in rows}
 
 
 def _ranked(column) -> bool:
@@ -119,8 +121,8 @@ def _grid(cfg: dict, table: str, agg: dict, key: str) -> list[tuple[tuple, list[
     tests = _paired_rows(cfg, table, agg) if key == "mean" else {}
     out = []
     for row in rows:
-        d, ipc, model = row
-        cells = [{"column": c, "key": _key(d, c[0], ipc, model), "a": _cell(agg, d, c, ipc, model)}
+        d, ipc, model, protocol = row
+        cells = [{"column": c, "key": _key(d, c[0], ipc, model, protocol), "a": _cell(agg, d, c, ipc, model, protocol)}
                  for c in columns]
         # compared as printed, so a displayed tie is bolded on both sides; a row where every ranked
         # cell ties shows no best
@@ -134,18 +136,34 @@ def _grid(cfg: dict, table: str, agg: dict, key: str) -> list[tuple[tuple, list[
     return out
 
 
-def _notes(cfg: dict, table: str, agg: dict, mark: str = SIG_MARK, lt: str = "<") -> list[str]:
-    """What bold and the marker mean, the t-tests' p-values, then the reported columns' citations."""
+def _protocol_notes(cfg: dict, table: str, teachers: dict) -> list[str]:
+    """What each of the table's protocols is and, for the soft ones, each teacher's test accuracy."""
+    used = list(dict.fromkeys(row[3] for row in table_layout(cfg, table)[0]))
+    if used == [protocols.HARD]:
+        return []
+    text = "Protocols (row groups; docs/protocol.md): " + "; ".join(f"{p}: {protocols.label(p)}" for p in used) + "."
+    if any(protocols.get(p).labels == "soft" for p in used):
+        t = cfg["tables"][table]
+        accs = [f"{d} / {net_label(m)} {100 * teachers[(d, m)]['test_acc']:.1f}%" if (d, m) in teachers
+                else f"{d} / {net_label(m)} –" for d in t["datasets"] for m in t["models"]]
+        text += (" Soft labels come from one teacher per dataset and test network, trained on the whole real "
+                 "training set with the hard protocol (its final epoch; nothing chosen on the test set); Full is "
+                 "not run under them. Teachers' test accuracy: " + ", ".join(accs) + ".")
+    return [text]
+
+
+def _notes(cfg: dict, table: str, agg: dict, mark: str = SIG_MARK, lt: str = "<", teachers: dict | None = None) -> list[str]:
+    """What bold and the marker mean, the t-tests' p-values, the protocols, then the reported columns' citations."""
     notes = ["Bold: the best of each row among our runs. Full (the whole training set, the "
              "same figure on every IPC row) is an upper bound and is not ranked; nor are published (reported) "
-             "figures."]
+             "figures."] + _protocol_notes(cfg, table, teachers or {})
     tests = _paired_rows(cfg, table, agg)
     if tests:
         from .compare import summary
 
         parts = []
-        for (d, ipc, model), r in tests.items():
-            where = f"{d} / IPC {ipc} / {net_label(model)}"
+        for (d, ipc, model, protocol), r in tests.items():
+            where = f"{d} / IPC {ipc} / {net_label(model)} / {protocol}"
             parts.append(f"{where}: " + ("n/a" if r is None else summary(r, methods.labels())
                                          + (mark if r["p"] is not None and r["p"] < SIG_LEVEL else "")))
         notes.append(f"{mark} on Ours: the paired t-test of Ours against Minimax (runs paired by evaluation "
@@ -156,18 +174,18 @@ def _notes(cfg: dict, table: str, agg: dict, mark: str = SIG_MARK, lt: str = "<"
     return notes + _footnotes(cfg, table)
 
 
-def render_markdown(cfg: dict, table: str, agg: dict) -> str:
+def render_markdown(cfg: dict, table: str, agg: dict, teachers: dict | None = None) -> str:
     rows, columns = table_layout(cfg, table)
-    head = ["Dataset", "IPC", "Test model"] + [_label(c) for c in columns]
+    head = ["Protocol", "Dataset", "IPC", "Test model"] + [_label(c) for c in columns]
 
     def text(c, key):
         t = _fmt(c["a"], key)
         return (f"**{t}**" if c["best"] else t) + ("\\" + SIG_MARK if c["sig"] else "")
 
     def grid(key):
-        lines = ["| " + " | ".join(head) + " |", "|" + "---|" * 3 + "---:|" * len(columns)]
-        for (d, ipc, model), cells in _grid(cfg, table, agg, key):
-            lines.append(f"| {d} | {ipc} | {net_label(model)} | " + " | ".join(text(c, key) for c in cells) + " |")
+        lines = ["| " + " | ".join(head) + " |", "|" + "---|" * 4 + "---:|" * len(columns)]
+        for (d, ipc, model, protocol), cells in _grid(cfg, table, agg, key):
+            lines.append(f"| {protocol} | {d} | {ipc} | {net_label(model)} | " + " | ".join(text(c, key) for c in cells) + " |")
         return lines
 
     out = [f"# {TABLE_TITLES[table]}", "",
@@ -179,27 +197,27 @@ def render_markdown(cfg: dict, table: str, agg: dict) -> str:
     out += grid("best_mean")
     out += ["", "Final-epoch training loss of the test network, mean over the runs (has it converged on "
             "the set? a real-image set's loss well above a generated one's means it was still learning):", "",
-            "| " + " | ".join(head) + " |", "|" + "---|" * 3 + "---:|" * len(columns)]
-    for (d, ipc, model), cells in _grid(cfg, table, agg, "mean"):
-        out.append(f"| {d} | {ipc} | {net_label(model)} | " + " | ".join(
+            "| " + " | ".join(head) + " |", "|" + "---|" * 4 + "---:|" * len(columns)]
+    for (d, ipc, model, protocol), cells in _grid(cfg, table, agg, "mean"):
+        out.append(f"| {protocol} | {d} | {ipc} | {net_label(model)} | " + " | ".join(
             "–" if c["a"] is None or c["a"].get("loss_mean") is None else f"{c['a']['loss_mean']:.3f}"
             for c in cells) + " |")
-    for note in _notes(cfg, table, agg, mark="\\" + SIG_MARK):
+    for note in _notes(cfg, table, agg, mark="\\" + SIG_MARK, teachers=teachers):
         out += ["", note]
     return "\n".join(out) + "\n"
 
 
-def render_latex(cfg: dict, table: str, agg: dict) -> str:
+def render_latex(cfg: dict, table: str, agg: dict, teachers: dict | None = None) -> str:
     rows, columns = table_layout(cfg, table)
-    cols = "lll" + "c" * len(columns)
-    head = " & ".join(["Dataset", "IPC", "Test model"]
+    cols = "llll" + "c" * len(columns)
+    head = " & ".join(["Protocol", "Dataset", "IPC", "Test model"]
                       + [_label(c).replace(REPORTED_MARK, r"$^\dagger$") for c in columns])
     lines = [r"\begin{table}[t]", r"\centering", r"\small",
              rf"\caption{{{TABLE_TITLES[table]}. Final-epoch top-1 test accuracy (\%), mean $\pm$ std "
              rf"over {_runs_per_cell(cfg, table)}; bold: best of our runs per row (Full, an upper bound, and "
              rf"reported figures are not ranked).}}",
              rf"\begin{{tabular}}{{{cols}}}", r"\toprule", head + r" \\", r"\midrule"]
-    for (d, ipc, model), cells in _grid(cfg, table, agg, "mean"):
+    for (d, ipc, model, protocol), cells in _grid(cfg, table, agg, "mean"):
         vals = []
         for c in cells:
             a = c["a"]
@@ -212,9 +230,9 @@ def render_latex(cfg: dict, table: str, agg: dict) -> str:
             else:
                 v = f"${a['mean']:.1f}$" if a["std"] is None else f"${a['mean']:.1f} \\pm {a['std']:.1f}$"
             vals.append(v + (f"$^{{{SIG_MARK}}}$" if c["sig"] else ""))
-        lines.append(" & ".join([d, ipc, net_label(model)] + vals) + r" \\")
+        lines.append(" & ".join([protocol, d, ipc, net_label(model)] + vals) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}"]
     lines += [r"\par\footnotesize " + n.replace(REPORTED_MARK, r"$^\dagger$")
-              for n in _notes(cfg, table, agg, mark=f"$^{{{SIG_MARK}}}$", lt="$<$")]
+              for n in _notes(cfg, table, agg, mark=f"$^{{{SIG_MARK}}}$", lt="$<$", teachers=teachers)]
     lines += [r"\end{table}"]
     return "\n".join(lines) + "\n"

@@ -14,7 +14,7 @@ from .store import _client, _retry, experiment_name, git_commit
 # each table number with the runs it averages. Parents carry PARENT_TAG; counting evaluation
 # jobs means leaving them out.
 PARENT_TAG = "divdistill.parent"
-CELL_KEYS = ("dataset", "method", "ipc", "model")
+CELL_KEYS = ("dataset", "method", "ipc", "model", "protocol")
 def _search_all(client, experiment_id: str, filter_string: str) -> list:
     runs, token = [], None
     while True:
@@ -33,7 +33,7 @@ def nest_seed_runs(cfg: dict, cells: list[dict]) -> tuple[str, dict[tuple, str]]
     and ``run_ids`` (the seed runs to nest). Each parent's metrics are logged anew (the UI shows the
     latest value) and each seed run gets ``mlflow.parentRunId``. Seed runs missing from the database
     (results made elsewhere) are reported on stderr and skipped. Returns (evaluate experiment id,
-    {(dataset, method, ipc, model): parent run id}).
+    {(dataset, method, ipc, model, protocol): parent run id}).
     """
     import sys
 
