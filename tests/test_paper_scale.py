@@ -55,7 +55,11 @@ def test_paper_config_dry_run_enumerates_the_full_grid(paper_project):
     # Table 1 (10 methods x 3 IPCs + Full, 3 test models) 279, Table 2 (6 methods, 2 datasets) 108,
     # Table 3 beyond Table 1's 27
     table_cells = {c for t in cfg["tables"] for c in grid.table_cells(cfg, t)}
-    assert len(table_cells) == 414 and table_cells <= set(grid.cells(cfg))
+    hard = {c for c in table_cells if c.protocol == "hard"}
+    assert len(hard) == 414 and table_cells <= set(grid.cells(cfg))
+    # every table under every protocol (Full, the upper bound, under hard only): 3 more of each other cell
+    assert all(grid.protocols_of(cfg, t) == ["hard", "soft", "hard-noaug", "soft-noaug"] for t in cfg["tables"])
+    assert len(table_cells) == len(hard) + 3 * sum(c.method != "full" for c in hard)
     # Ours as the paper's code weights the memory terms, beside Ours, in Tables 1 and 3
     assert {"ours", "ours-paper-code"} <= set(cfg["tables"]["table1"]["methods"]) & set(cfg["tables"]["table3"]["methods"])
     # MGD³ and D⁴M: training-free, a sampling job per IPC on the pretrained DiT
@@ -66,6 +70,8 @@ def test_paper_config_dry_run_enumerates_the_full_grid(paper_project):
         # Full's evaluations have a rule of their own (evaluate.seeds_full may give it fewer seeds)
         assert jobs["evaluate"] + jobs["evaluate_full"] == n, cmd
         assert jobs["evaluate_full"] == sum(c.method == "full" for c in grid.cells(cfg))
+        # one soft-label teacher per (dataset, test network), whatever reads it
+        assert jobs["teacher"] == len(grid.teachers(cfg)) == len({(c.dataset, c.model) for c in grid.cells(cfg)})
         # paper scale loads its generator: nothing is pretrained, each dataset is prepared and encoded once
         assert "pretrain_vae" not in jobs and "pretrain_dit" not in jobs
         assert jobs["prepare"] == jobs["encode"] == len(grid.datasets_used(cfg)) == 3

@@ -220,13 +220,13 @@ def test_paired_ours_vs_minimax_marker_notes_and_comparisons_table():
     assert ("ours", "minimax", "10") in got and ("ours", "dit", "10") in got and ("minimax", "dit", "20") in got
     assert ("dit", "random", "10") in got and ("ours", "random", "50") in got
     assert ("ours", "dit", "50") not in got  # DiT has no run at IPC 50
-    r = compare.find(rows, "table1", "imagewoof", "10", "resnetap10", "ours", "minimax")
+    r = compare.find(rows, "table1", "imagewoof", "10", "resnetap10", "hard", "ours", "minimax")
     assert r["n"] == 3 and r["pairing"] == "seed" and abs(r["mean"] - 17 / 3) < 1e-9
     page = compare.render_markdown(rows, METHOD_LABELS, MODEL_LABELS)
-    assert "| table1 | imagewoof | 10 | ResNetAP-10 | Ours − Minimax | 3 | +5.7 | [+4.2, +7.1] |" in page
+    assert "| table1 | imagewoof | 10 | ResNetAP-10 | hard | Ours − Minimax | 3 | +5.7 | [+4.2, +7.1] |" in page
     tree = compare.metrics_tree(rows)["table1"]["imagewoof"]["ours-vs-minimax"]
-    assert tree["ipc10"]["resnetap10"]["diff"] == 5.667 and tree["ipc50"]["resnetap10"]["p"] is None
-    assert compare.parent_metrics(rows, "imagewoof", "ours", "10", "resnetap10")["vs_minimax_diff"] == r["mean"]
+    assert tree["ipc10"]["resnetap10"]["hard"]["diff"] == 5.667 and tree["ipc50"]["resnetap10"]["hard"]["p"] is None
+    assert compare.parent_metrics(rows, "imagewoof", "ours", "10", "resnetap10", "hard")["vs_minimax_diff"] == r["mean"]
     assert "\\begin{tabular}" in compare.render_latex(rows, METHOD_LABELS, MODEL_LABELS)
     html_page = compare.render_html(rows, METHOD_LABELS, MODEL_LABELS)
     parser = _Balanced()
