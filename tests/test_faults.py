@@ -32,8 +32,8 @@ TARGETS = {  # job type -> (its command word, its output, its checkpoint folder 
     "finetune": ("finetune", "results/finetuned/fashion-hard/ours/distill0",
                  "results/checkpoints/finetune/fashion-hard/ours/distill0"),
     "sample": ("sample", "results/distilled/fashion-hard/ours/distill0-seed0.safetensors", None),
-    "evaluate": ("evaluate", "results/eval/fashion-hard/ours/ipc2/convnet/distill0-seed0.json",
-                 "results/checkpoints/evaluate/fashion-hard/ours/ipc2/convnet/distill0/seed0"),
+    "evaluate": ("evaluate", "results/eval/fashion-hard/ours/ipc2/convnet/hard/distill0-seed0.json",
+                 "results/checkpoints/evaluate/fashion-hard/ours/ipc2/convnet/hard/distill0/seed0"),
 }
 
 

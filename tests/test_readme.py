@@ -32,7 +32,7 @@ def test_the_readme_results_table_is_the_snapshot():
     assert len(rows) == 2
     for table, dataset, rest in rows:
         snap = (SNAPSHOT / f"table{table}.md").read_text()
-        row = next(line for line in snap.splitlines() if line.startswith(f"| {dataset} | 10 | ConvNet"))
+        row = next(line for line in snap.splitlines() if line.startswith(f"| hard | {dataset} | 10 | ConvNet"))
         ours, theirs = _numbers(rest), _numbers(row)
         assert ours and all(x in theirs for x in ours), (dataset, ours, theirs)
         assert [theirs.index(x) for x in ours] == sorted(theirs.index(x) for x in ours)  # same column order
@@ -46,9 +46,9 @@ def test_the_readme_comparisons_are_the_snapshot():
     for dataset, comparison, delta, ci, p, mdd in rows:
         comparison, delta, ci = comparison.strip().replace("−", "-"), delta.strip().replace("−", "-"), ci.replace("−", "-")
         line = next(line for line in snap.splitlines()
-                    if line.startswith("| table") and f"| {dataset} | 10 | ConvNet | {comparison} |" in line)
+                    if line.startswith("| table") and f"| {dataset} | 10 | ConvNet | hard | {comparison} |" in line)
         cells = [c.strip() for c in line.split("|")[1:-1]]
-        assert (cells[6], cells[7], cells[9], cells[10]) == (delta, f"[{ci}]", p.strip(), mdd.strip()), line
+        assert (cells[7], cells[8], cells[10], cells[11]) == (delta, f"[{ci}]", p.strip(), mdd.strip()), line
 
 
 def test_the_snapshot_script_copies_what_a_reader_can_use_and_replaces_the_snapshot_whole(tmp_path):

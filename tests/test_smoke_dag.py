@@ -49,19 +49,35 @@ def test_smoke_dag_with_8_cores_tracks_every_run(smoke):
     for r in rows:
         method = "ours" if float(r["value"]) == cfg["finetune"]["lambda_gen"] else f"ours-lambda_gen-{r['value']}"
         accs = [json.loads((project / c.path).read_text())["test_acc"] for c in cells
-                if c.method == method and c.ipc == str(cfg["ipc"][0]) and c.dataset == cfg["sweeps"]["dataset"]]
+                if c.method == method and c.ipc == str(cfg["ipc"][0]) and c.dataset == cfg["sweeps"]["dataset"]
+                and c.protocol == "hard"]
         assert len(accs) == int(r["seeds"]) == len(cfg["seeds"])
         assert abs(float(r["test_acc"]) - 100 * sum(accs) / len(accs)) < 1e-3
     metrics = json.loads((project / "reports" / "metrics.json").read_text())
-    assert set(metrics) == set(cfg["tables"]) | {"comparisons"}
+    assert set(metrics) == set(cfg["tables"]) | {"comparisons", "robust"}
     # the DiT's pretraining took the VAE job's posterior of its training images instead of encoding them
     assert "posterior read from results/pretrained/vae/train_latents.safetensors" in \
         (project / "results" / "logs" / "pretrain" / "dit.log").read_text()
     # the paired comparisons: Ours - Minimax on Table 1's rows, with an interval and an MDD (2 seeds)
     ours_minimax = metrics["comparisons"]["table1"]["fashion-hard"]["ours-vs-minimax"]
     assert set(ours_minimax) == {f"ipc{i}" for i in cfg["ipc"]}
-    assert all(v["convnet"]["n"] == len(cfg["seeds"]) for v in ours_minimax.values())
+    assert all(v["convnet"][p]["n"] == len(cfg["seeds"]) for v in ours_minimax.values()
+               for p in grid.protocols_of(cfg, "table1"))
     assert "Ours − Minimax" in (project / "reports" / "tables" / "comparisons.md").read_text()
+    # every protocol of Table 1 is a row group; one teacher for the soft ones, its accuracy in the notes
+    table1 = (project / "reports" / "tables" / "table1.md").read_text()
+    assert all(f"| {p} | fashion-hard |" in table1 for p in grid.protocols_of(cfg, "table1"))
+    teacher = json.loads((project / grid.TEACHER.format(dataset="fashion-hard", model="convnet") / "teacher.json").read_text())
+    assert f"fashion-hard / ConvNet {100 * teacher['test_acc']:.1f}%" in table1
+    # the robust scores: LRS and both ARS for every method but Full (Random: LRS only), one value per seed
+    robust = metrics["robust"]["table1"]["fashion-hard"]
+    assert set(robust) == {"lrs", "ars-hard", "ars-soft"}
+    for score, methods_ in robust.items():
+        expected = {m for m in cfg["tables"]["table1"]["methods"] if m != "full" and (m != "random" or score == "lrs")}
+        assert {m for m in methods_ if "-vs-" not in m} == expected
+        assert all(0 <= v["convnet"]["mean"] <= 1 and v["convnet"]["n"] == len(cfg["seeds"])
+                   for m, by_ipc in methods_.items() if "-vs-" not in m for v in by_ipc.values())
+    assert "ours-vs-minimax" in robust["lrs"] and "LRS" in (project / "reports/tables/robust.md").read_text()
 
     client = MlflowClient(f"sqlite:///{project}/mlflow.db")
     prefix = cfg["mlflow"]["experiment_prefix"]
@@ -71,21 +87,24 @@ def test_smoke_dag_with_8_cores_tracks_every_run(smoke):
     # the render job's parent runs (one per table cell) group the seed runs in the UI
     parents = [r for r in all_runs if r.data.tags.get("divdistill.parent") == "1"]
     runs = [r for r in all_runs if r.data.tags.get("divdistill.parent") != "1"]
-    assert len(runs) == len(cells)  # one run per job, none lost, none doubled
-    keys = {(c.dataset, c.method, c.ipc, c.model) for c in cells}
-    parent_of = {tuple(p.data.tags[k] for k in ("dataset", "method", "ipc", "model")): p.info.run_id for p in parents}
+    assert len(runs) == len(cells) + len(grid.teachers(cfg))  # one run per job and teacher, none lost or doubled
+    runs = [r for r in runs if r.data.tags.get("role") != "teacher"]
+    keys = {(c.dataset, c.method, c.ipc, c.model, c.protocol) for c in cells}
+    parent_of = {tuple(p.data.tags[k] for k in ("dataset", "method", "ipc", "model", "protocol")): p.info.run_id
+                 for p in parents}
     assert len(parents) == len(parent_of) == len(keys)
     # Ours' table-cell run carries its paired comparisons (vs_<other>_diff / _ci_low / _ci_high / _mdd)
-    ours = parent_of[("fashion-hard", "ours", str(cfg["ipc"][0]), "convnet")]
+    ours = parent_of[("fashion-hard", "ours", str(cfg["ipc"][0]), "convnet", "hard")]
     ours_metrics = next(p for p in parents if p.info.run_id == ours).data.metrics
     assert {"vs_minimax_diff", "vs_minimax_ci_low", "vs_minimax_mdd", "vs_dit_diff", "vs_random_diff"} <= set(ours_metrics)
+    assert {"lrs_mean", "lrs_ci_low", "ars_soft_mean", "ars_hard_mean"} <= set(ours_metrics)
     by_id = {r.info.run_id: r for r in runs}
     for c in cells:
         res = json.loads((project / c.path).read_text())
         r = by_id[res["run_id"]]
-        assert r.data.tags["mlflow.parentRunId"] == parent_of[(c.dataset, c.method, c.ipc, c.model)]
-        assert tuple(r.data.params[k] for k in ("dataset", "method", "ipc", "distill_seed", "seed")) == (
-            c.dataset, c.method, c.ipc, str(c.distill_seed), str(c.seed))
+        assert r.data.tags["mlflow.parentRunId"] == parent_of[(c.dataset, c.method, c.ipc, c.model, c.protocol)]
+        assert tuple(r.data.params[k] for k in ("dataset", "method", "ipc", "distill_seed", "seed", "protocol")) == (
+            c.dataset, c.method, c.ipc, str(c.distill_seed), str(c.seed), c.protocol)
         assert len(client.get_metric_history(r.info.run_id, "train_loss")) == res["params"]["epochs"]
     # the generator's jobs: one run each, in their own experiments, with the losses logged separately
     finetunes = {(c.dataset, c.method, c.distill_seed) for c in cells if methods.get(names.base_method(c.method)).finetuned}
@@ -173,10 +192,12 @@ def test_three_runs_against_one_database_no_lock_no_duplicate_no_running(smoke):
 
     def cell_of(r):
         p = r.data.params
-        return grid.Cell(p["dataset"], p["method"], p["ipc"], p["model"], int(p["distill_seed"]), int(p["seed"]))
+        return grid.Cell(p["dataset"], p["method"], p["ipc"], p["model"], int(p["distill_seed"]), int(p["seed"]),
+                         p["protocol"])
 
     def seed_runs():
-        return [r for r in runs("evaluate") if r.data.tags.get("divdistill.parent") != "1"]
+        return [r for r in runs("evaluate") if r.data.tags.get("divdistill.parent") != "1"
+                and r.data.tags.get("role") != "teacher"]
 
     before = {c: 0 for c in cells}
     for r in seed_runs():
@@ -219,7 +240,7 @@ def test_three_runs_against_one_database_no_lock_no_duplicate_no_running(smoke):
         assert "FAILED" not in statuses or name == f"{prefix}-finetune", name
     # the third run's parents job re-used the table cells' parent runs: one per cell, still
     parents = [r for r in runs("evaluate") if r.data.tags.get("divdistill.parent") == "1"]
-    assert len(parents) == len({(c.dataset, c.method, c.ipc, c.model) for c in cells})
+    assert len(parents) == len({(c.dataset, c.method, c.ipc, c.model, c.protocol) for c in cells})
 
 
 def test_study_on_the_smoke_dag(smoke):
@@ -232,7 +253,7 @@ def test_study_on_the_smoke_dag(smoke):
                        "max_steps": [cfg["finetune"]["max_steps"]], "guidance": [1, cfg["sample"]["guidance"]],
                        "distill_seeds": [0, 1]}}
     (project / "study.yaml").write_text(yaml.safe_dump(study))
-    shared = project / f"results/eval/fashion-hard/ours/ipc{ipc}/convnet/distill0-seed0.json"
+    shared = project / f"results/eval/fashion-hard/ours/ipc{ipc}/convnet/hard/distill0-seed0.json"
     before = json.loads(shared.read_text())["run_id"]
     out = run(["snakemake", "--cores", "2", "--configfile", "study.yaml", "--", "study"], project)
     assert json.loads(shared.read_text())["run_id"] == before  # the smoke's "ours" is the study's point
@@ -254,7 +275,7 @@ def test_study_on_the_smoke_dag(smoke):
     acc = memory["test_acc"]
     assert acc["pairing"] == "(distill_seed, seed)" and acc["n"] == 2 * len(cfg["seeds"])
     # the difference is the mean of the paired per-run differences, recomputed from the result files
-    diffs = [json.loads((project / f"results/eval/fashion-hard/{a}/ipc{ipc}/convnet/distill{ds}-seed{s}.json")
+    diffs = [json.loads((project / f"results/eval/fashion-hard/{a}/ipc{ipc}/convnet/hard/distill{ds}-seed{s}.json")
                         .read_text())["test_acc"] * sign
              for ds in (0, 1) for s in cfg["seeds"] for a, sign in (("ours", 1), ("difffit", -1))]
     assert abs(acc["mean"] - sum(diffs) / (2 * len(cfg["seeds"]))) < 1e-9
@@ -281,8 +302,8 @@ def test_damaged_and_deleted_results_are_named_and_rebuilt(smoke):
     project, cfg, _ = smoke
     ipc = str(cfg["ipc"][0])
     assert run(["divdistill", "verify"], project).returncode == 0  # the finished run has all its evidence
-    damaged = project / f"results/eval/fashion-hard/ours/ipc{ipc}/convnet/distill0-seed0.json"
-    deleted = project / f"results/eval/fashion-hard/random/ipc{ipc}/convnet/distill0-seed0.json"
+    damaged = project / f"results/eval/fashion-hard/ours/ipc{ipc}/convnet/hard/distill0-seed0.json"
+    deleted = project / f"results/eval/fashion-hard/random/ipc{ipc}/convnet/hard/distill0-seed0.json"
     good = json.loads(damaged.read_text())
     kept = project / "results/history" / damaged.relative_to(project / "results") / f"{good['run_id']}.json"
     assert json.loads(kept.read_text()) == good
@@ -293,8 +314,8 @@ def test_damaged_and_deleted_results_are_named_and_rebuilt(smoke):
 
     p = run(["divdistill", "verify"], project, check=False)
     assert p.returncode == 1
-    assert f"table1 fashion-hard / ours / {ipc} / convnet: {damaged.relative_to(project)} changed" in p.stdout
-    assert f"table1 fashion-hard / random / {ipc} / convnet: {deleted.relative_to(project)} is missing" in p.stdout
+    assert f"table1 fashion-hard / ours / {ipc} / convnet / hard: {damaged.relative_to(project)} changed" in p.stdout
+    assert f"table1 fashion-hard / random / {ipc} / convnet / hard: {deleted.relative_to(project)} is missing" in p.stdout
     command = p.stdout.rstrip().splitlines()[-1].strip()
     assert command.startswith("rm -f -- ") and command.endswith("--forcerun parents render -- all")
 

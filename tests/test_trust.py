@@ -28,7 +28,7 @@ from .conftest import FASHION, ROOT, copy_project, needs_fashion, project_env, r
 pytestmark = [needs_fashion, pytest.mark.slow, pytest.mark.workflow]
 
 HOSTILE = "a b $(touch PWNED)"  # a space and a command substitution: must reach every job as one literal
-CELL = "results/eval/fashion-hard/ours/ipc2/convnet/distill0-seed0.json"
+CELL = "results/eval/fashion-hard/ours/ipc2/convnet/hard/distill0-seed0.json"
 FINETUNED = "results/finetuned/fashion-hard/ours/distill0"
 
 
@@ -142,7 +142,7 @@ def test_a_second_workflow_leaves_the_first_ones_live_runs_alone(project):
     dataset's preparation: disjoint outputs, so Snakemake lets both run) starts and closes stale runs.
     A's live run must stay RUNNING and end FINISHED, without a 'closed' tag."""
     client = MlflowClient(f"sqlite:///{project}/mlflow.db")
-    target = "results/eval/fashion-hard/full/ipcall/convnet/distill0-seed0.json"
+    target = "results/eval/fashion-hard/full/ipcall/convnet/hard/distill0-seed0.json"
     # ~50 s, over params.yaml: B's start, its job server's imports and its job must fit inside
     (project / "long.yaml").write_text("evaluate: {epochs_full: 600, eval_every: 600}\n")
     a = subprocess.Popen(["snakemake", "--cores", "1", "--configfile", "params.yaml", "long.yaml", "--", target],

@@ -130,7 +130,7 @@ def render_cost(cfg: dict, cost: dict) -> str:
 
 
 def cost_figure(cfg: dict, cost: dict, metrics: dict, png, pdf) -> None:
-    """Final-epoch accuracy (Table 1's first row) against each method's build cost, log scale."""
+    """Final-epoch accuracy (Table 1's first row, hard protocol) against each method's build cost, log scale."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -144,7 +144,7 @@ def cost_figure(cfg: dict, cost: dict, metrics: dict, png, pdf) -> None:
     fig, ax = plt.subplots(figsize=(6, 4))
     for m in methods.names():
         c = cost["methods"].get(m, {}).get(d)
-        acc = metrics.get("table1", {}).get(d, {}).get(m, {}).get(f"ipc{ipc}", {}).get(model)
+        acc = metrics.get("table1", {}).get(d, {}).get(m, {}).get(f"ipc{ipc}", {}).get(model, {}).get("hard")
         if c is None or acc is None or c["core_seconds"] <= 0:
             continue
         ax.errorbar(c["core_seconds"], acc["mean"], yerr=acc["std"], fmt="o", capsize=3)
