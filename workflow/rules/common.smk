@@ -150,6 +150,12 @@ def data_dir(wildcards):
     return DATA.format(dataset=wildcards.dataset)
 
 
+def prepare_inputs(wildcards):
+    """A folder dataset's root (params.yaml datasets): a new or removed image re-prepares it."""
+    own = config.get("datasets") or {}
+    return {"folder": own[wildcards.dataset]["root"]} if wildcards.dataset in own else {}
+
+
 def prepare_params(wildcards):
     return as_arg(dd.prepare_args(config, wildcards.dataset))
 

@@ -1,5 +1,8 @@
 rule prepare:
-    """Fashion-MNIST IDX files -> the suite's dataset format (seeded per-class draws)."""
+    """Fashion-MNIST's IDX files, an ImageNet subset or a folder of class subfolders (params.yaml's
+    datasets, a declared input) -> the suite's dataset format."""
+    input:
+        unpack(prepare_inputs),
     output:
         meta=META,
         train=f"{DATA}/train.safetensors",

@@ -4,7 +4,7 @@ from divdistill.report.tables import TABLE_TITLES
 SAMPLE_LABELS = {f"{grid.FIGURES}/samples-{d}-{m}.png": {"dataset": d, "method": m}
                  for d in grid.datasets_used(config) for m in methods.names("generative")}
 
-REPORT_SPEC = report_spec("tables", "ipc", "seeds", "distill_seeds", "sweeps", "finetune", "evaluate")
+REPORT_SPEC = report_spec("tables", "ipc", "seeds", "distill_seeds", "sweeps", "finetune", "evaluate", "datasets")
 COST_SPEC = report_spec("tables", "ipc", "seeds", "distill_seeds", "baselines", "finetune", "sample", "pretrain",
                         "generator")
 

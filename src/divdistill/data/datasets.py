@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from ..io import DamagedFile, load_tensors, read_gzip, read_json, save_tensors, write_json
+from .folders import prepare_folder
 from .imagenet import prepare_imagenet
 from .registry import FASHION_FILES, FASHION_REINSTALL, DatasetSpec, check_fashion_root, get_spec, idx_dims
 
@@ -80,7 +81,7 @@ def prepare_fashion(spec: DatasetSpec, root, out, train_per_class: int, test_per
 
 
 # source -> writer of a dataset folder (called as writer(spec, out=..., **kwargs))
-SOURCES = {"fashion-mnist": prepare_fashion, "imagenet": prepare_imagenet}
+SOURCES = {"fashion-mnist": prepare_fashion, "imagenet": prepare_imagenet, "folder": prepare_folder}
 
 
 def prepare(name: str, out, **kwargs) -> dict:

@@ -13,6 +13,7 @@ import math
 from pathlib import Path
 
 from ..baselines.reported import REPORTED_METHODS
+from ..data import folders
 from ..data.registry import DATASETS
 from ..io import DamagedFile, read_yaml
 from . import methods
@@ -97,6 +98,10 @@ FASHION_SIZES = {"train": 6000, "test": 1000}  # images per class in Fashion-MNI
 def prepare_args(cfg: dict, dataset: str) -> dict:
     """Keyword arguments of ``data.prepare`` for one dataset, from the data section."""
     d, source = cfg["data"], DATASETS[dataset].source
+    if source == "folder":
+        own = cfg["datasets"][dataset]  # the declaration travels with the job (it registers the dataset)
+        return {"root": own["root"], "val_fraction": own.get("val_fraction"), "split_seed": d["split_seed"],
+                "folder": own}
     common = {k: d[k] for k in ("train_per_class", "test_per_class", "split_seed")}
     if source == "fashion-mnist":
         return {"root": d["fashion_root"], **common}
@@ -115,7 +120,7 @@ def missing_inputs(cfg: dict) -> list[str]:
         spec = DATASETS[name]
         if spec.source == "fashion-mnist":
             problems += [p for p in check_fashion_root(d["fashion_root"], read=True) if p not in problems]
-        else:
+        elif spec.source == "imagenet":
             per_class = {"train": d["train_per_class"], "test": d["test_per_class"]}
             found = check_imagenet_root(spec, d["imagenet_root"], d.get("imagenet_layout", "imagenet"), per_class,
                                         ipc=max(cfg["ipc"]) if cfg["ipc"] and name in datasets_used(cfg) else None)
@@ -149,6 +154,29 @@ def check_finite(cfg: dict) -> None:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(errors))
 
 
+def folder_errors(cfg: dict) -> list[str]:
+    """params.yaml's folder datasets that the run uses: everything wrong with their folders (each naming
+    its path, data/folders.py), and a generator that knows their classes. Files that are not images are
+    named on stderr and skipped."""
+    import sys
+
+    errors, own = [], cfg.get("datasets") or {}
+    for name in [n for n in datasets_prepared(cfg) if n in own]:
+        ipc = max(cfg["ipc"]) if cfg["ipc"] and name in datasets_used(cfg) else None
+        problems, notes = folders.check(name, own[name], ipc, cfg["data"]["split_seed"])
+        errors += [f"datasets.{name}: {p}" for p in problems]
+        for note in notes:
+            print(f"datasets.{name}: {note}", file=sys.stderr)
+        generative = any(name in t["datasets"] and methods.get(m).kind == "generative"
+                         for t in cfg["tables"].values() for m in t["methods"] if m in methods.names())
+        pretrained = cfg["generator"]["pretrain"] and cfg["pretrain"]["dataset"] == name
+        if generative and not pretrained:
+            errors.append(f"datasets.{name}: its classes are not in the generator's label space: pretrain on it "
+                          f"(generator.pretrain: true, pretrain.dataset: {name}); new class rows for a pretrained "
+                          "DiT-XL/2 are not implemented yet")
+    return errors
+
+
 def evaluate_errors(cfg: dict) -> list[str]:
     """Full's seeds exist; the epoch tables cover every IPC; a soft protocol has evaluate.soft."""
     from .grid import protocols_of
@@ -174,14 +202,15 @@ def evaluate_errors(cfg: dict) -> list[str]:
 def check(cfg: dict) -> None:
     """Relations between keys; raises ConfigError naming the key at fault."""
     check_finite(cfg)
-    errors = []
+    folders.register(cfg.get("datasets"))  # params.yaml's own datasets join the registry first
+    errors = folder_errors(cfg)
     per_class = cfg["data"]["train_per_class"]
     for i, ipc in enumerate(cfg["ipc"]):
         if per_class is not None and ipc > per_class:
             errors.append(f"ipc[{i}] = {ipc} is larger than a class holds (data.train_per_class = {per_class})")
     sources = {DATASETS[n].source for n in datasets_prepared(cfg) if n in DATASETS}
     root_key = {"fashion-mnist": "fashion_root", "imagenet": "imagenet_root"}
-    for source in sorted(sources):
+    for source in sorted(sources - {"folder"}):
         if root_key[source] not in cfg["data"]:
             errors.append(f"data.{root_key[source]}: required by the {source} datasets in tables/pretrain")
     if "fashion-mnist" in sources:

@@ -16,6 +16,11 @@ def run(args) -> None:
     imported()
     p = json_arg(args.params)
     params = {"dataset": args.dataset, **p}
+    if "folder" in p:  # params.yaml's own dataset: its declaration (data/folders.py)
+        from ..data.folders import register
+
+        register({args.dataset: p.pop("folder")})
+    params["class_names"] = ",".join(get_spec(args.dataset).class_names)  # in the class order of the labels
     if get_spec(args.dataset).source == "imagenet":
         p["workers"] = args.threads  # decoding threads
     with start_run(tracking(args), "prepare", args.dataset, params) as run:

@@ -17,6 +17,7 @@ ARGS = ((["--spec"], {**REQ, "help": "JSON with params.yaml's tables, ipc, seeds
 
 
 def run(args) -> None:
+    from ..data.folders import register
     from ..experiment import methods
     from ..io import read_json
     from ..report.render import render_all
@@ -24,6 +25,7 @@ def run(args) -> None:
     imported(mlflow=False)
     spec = json_arg(args.spec)
     methods.use(spec)
+    register(spec.get("datasets"))  # params.yaml's own datasets: their classes in the tables' notes
     render_all(spec, args.results, args.tables, args.metrics, args.plots, args.diversity,
                dict(g.split("=", 1) for g in args.grids),
                parents=None if args.parents is None else read_json(args.parents), out_sweeps=args.sweep_plots,

@@ -152,11 +152,20 @@ def _protocol_notes(cfg: dict, table: str, teachers: dict) -> list[str]:
     return [text]
 
 
+def _dataset_notes(cfg: dict, table: str) -> list[str]:
+    """params.yaml's own (folder) datasets of the table: where they come from and their classes, in label order."""
+    from ..data.registry import DATASETS
+
+    own = cfg.get("datasets") or {}
+    return [f"{d}: a folder dataset ({own[d]['root']}); classes: {', '.join(DATASETS[d].class_names)}."
+            for d in cfg["tables"][table]["datasets"] if d in own and d in DATASETS]
+
+
 def _notes(cfg: dict, table: str, agg: dict, mark: str = SIG_MARK, lt: str = "<", teachers: dict | None = None) -> list[str]:
     """What bold and the marker mean, the t-tests' p-values, the protocols, then the reported columns' citations."""
     notes = ["Bold: the best of each row among our runs. Full (the whole training set, the "
              "same figure on every IPC row) is an upper bound and is not ranked; nor are published (reported) "
-             "figures."] + _protocol_notes(cfg, table, teachers or {})
+             "figures."] + _dataset_notes(cfg, table) + _protocol_notes(cfg, table, teachers or {})
     tests = _paired_rows(cfg, table, agg)
     if tests:
         from .compare import summary
