@@ -34,7 +34,7 @@ def write_folder(root, per_class: int = 12, split: bool = False, stray: bool = T
             folder = root / part / name if part else root / name
             folder.mkdir(parents=True)
             for k, i in enumerate(idx[start:start + n]):
-                image = Image.fromarray(images[i])
+                image = Image.fromarray(images[i].reshape(images.shape[-2:]))  # (1, H, W) -> (H, W)
                 (image.convert("RGB") if k % 3 == 0 else image).save(folder / f"{k:03d}.png")
             start += n
     if stray:
@@ -59,8 +59,11 @@ def test_class_order_split_and_conversions(tmp_path):
 
     train = load_split(tmp_path / "out", "train")
     assert train.images.shape == (27, 1, 32, 32) and train.labels.tolist() == [0] * 9 + [1] * 9 + [2] * 9
-    # 28 px images enlarged to 32 and centre-cropped: still the garment (a bag's pixels are mostly non-zero)
-    assert train.images.float().mean() > 20
+    # greyscale back from the RGB copies unchanged: every pixel of the prepared set is the source's
+    images, labels = fashion_test_images()
+    for j, f in enumerate(again["train"]["bag"]):  # 000.png, 003.png, ... were saved as RGB
+        source = images[np.flatnonzero(labels == CLASSES["bag"])[int(f.stem)]].reshape(32, 32)
+        assert np.array_equal(train.images[j, 0].numpy(), source), f
 
 
 def _empty_class(root):
