@@ -179,11 +179,12 @@ def tiny_paper_config(imagenet_root: Path, weights: dict[str, str]) -> dict:
     cfg["synthesis"]["dm"].update(iterations=2, batch_real=4, width=8, depth=2)
     cfg["baselines"]["threads"] = 1
     cfg["tables"] = {"table1": {"datasets": ["imagewoof"], "methods": TABLE1_RUN, "reported": ["idc-1", "minimax"],
-                                "models": ["convnet"]}}
+                                "models": ["convnet"], "protocols": ["hard", "soft"]}}  # the teacher at 224 px too
     ev = cfg["evaluate"]
     assert ev["resolution"] == 224  # the paper path: resize + centre crop of the stored 256 px images
     ev.update(batch_size=16, eval_every=1, epochs=[{"max_ipc": 10, "epochs": 2}], epochs_full=1,
               nets={"convnet": {"width": 8, "depth": 3}}, threads=1)
+    ev["soft"].update(epochs=[{"max_ipc": 10, "epochs": 2}], batch_size=16)
     return cfg
 
 
@@ -202,7 +203,7 @@ def test_paper_scale_dag_end_to_end_on_fake_imagenet(project, tmp_path_factory):
     (project / "params.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     assert dd.missing_inputs(cfg) == []
     cells = grid.cells(cfg)
-    assert len(cells) == len(TABLE1_RUN)
+    assert len(cells) == 2 * len(TABLE1_RUN) - 1  # hard and soft; Full under hard only
 
     t0 = time.monotonic()
     run(["snakemake", "--cores", "2", "all"], project, timeout=900)
@@ -211,8 +212,10 @@ def test_paper_scale_dag_end_to_end_on_fake_imagenet(project, tmp_path_factory):
     # the table: a number for every method we run, the published columns marked (IDC-1's ImageWoof figures
     # are for ResNetAP-10 only, so the ConvNet row shows a dash)
     md = (project / "reports" / "tables" / "table1.md").read_text()
-    header = next(line for line in md.splitlines() if line.startswith("| Dataset"))
-    row = next(line for line in md.splitlines() if line.startswith(f"| imagewoof | {IPC} | ConvNet |"))
+    header = next(line for line in md.splitlines() if line.startswith("| Protocol | Dataset"))
+    row = next(line for line in md.splitlines() if line.startswith(f"| hard | imagewoof | {IPC} | ConvNet |"))
+    soft = next(line for line in md.splitlines() if line.startswith(f"| soft | imagewoof | {IPC} | ConvNet |"))
+    assert soft.count("±") == len(TABLE1_RUN) - 1  # every method under soft labels but Full
     cols = [c.strip() for c in header.strip("|").split("|")]
     vals = dict(zip(cols, (v.strip() for v in row.strip("|").split("|"))))
     for label in ("Random", "K-Center", "Herding", "DiT", "DM", "Minimax", "Ours", "Ours (paper code)", "Full"):
@@ -250,8 +253,9 @@ def test_paper_scale_dag_end_to_end_on_fake_imagenet(project, tmp_path_factory):
         assert all(r.info.status == "FINISHED" for r in runs), (stage, [r.info.status for r in runs])
         if stage == "evaluate":  # the render job's parent runs: one per table cell, seed runs nested
             parents = [r for r in runs if r.data.tags.get("divdistill.parent") == "1"]
-            runs = [r for r in runs if r.data.tags.get("divdistill.parent") != "1"]
-            assert len(parents) == len({(c.method, c.ipc) for c in cells})
+            teachers = [r for r in runs if r.data.tags.get("role") == "teacher"]  # the soft labels' teacher
+            runs = [r for r in runs if r.data.tags.get("divdistill.parent") != "1" and r not in teachers]
+            assert len(parents) == len({(c.method, c.ipc, c.protocol) for c in cells}) and len(teachers) == 1
             assert all(r.data.tags["mlflow.parentRunId"] in {p.info.run_id for p in parents} for r in runs)
         assert len(runs) == n, (stage, len(runs), n)
         if stage == "finetune":

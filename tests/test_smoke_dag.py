@@ -67,7 +67,7 @@ def test_smoke_dag_with_8_cores_tracks_every_run(smoke):
     # every protocol of Table 1 is a row group; one teacher for the soft ones, its accuracy in the notes
     table1 = (project / "reports" / "tables" / "table1.md").read_text()
     assert all(f"| {p} | fashion-hard |" in table1 for p in grid.protocols_of(cfg, "table1"))
-    teacher = json.loads((project / grid.TEACHER.format(dataset="fashion-hard", model="convnet") / "teacher.json").read_text())
+    teacher = json.loads((project / grid.TEACHER_RESULT.format(dataset="fashion-hard", model="convnet")).read_text())
     assert f"fashion-hard / ConvNet {100 * teacher['test_acc']:.1f}%" in table1
     # the robust scores: LRS and both ARS for every method but Full (Random: LRS only), one value per seed
     robust = metrics["robust"]["table1"]["fashion-hard"]

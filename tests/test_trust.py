@@ -102,7 +102,7 @@ def test_dvc_experiment_on_a_finetuning_value_reruns_and_keeps_the_old_result(pr
     assert (project / "reports" / "tables" / "table1.md").read_text() != first
     run(["dvc", "metrics", "diff", "--json"], project)
     # the replaced results, kept under results/history by their MLflow run id
-    kept = project / "results" / "history" / "eval" / "fashion-hard" / "ours" / "ipc2" / "convnet"
+    kept = project / "results" / "history" / "eval" / "fashion-hard" / "ours" / "ipc2" / "convnet" / "hard"
     assert json.loads((kept / "distill0-seed0.json" / f"{before['run_id']}.json").read_text()) == before
     kept_model = project / "results" / "history" / "finetuned" / "fashion-hard" / "ours" / "distill0"
     assert json.loads((kept_model / old_model["run_id"] / "finetune.json").read_text()) == old_model

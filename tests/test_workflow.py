@@ -22,10 +22,11 @@ def test_dry_run_has_one_evaluation_job_per_grid_cell(project, name):
     # one_job_per: cell (demo, smoke) runs every seed of a (dataset, method, ipc, model, distill_seed) cell in
     # one job; each seed still writes its own result and MLflow run
     assert cfg["evaluate"]["one_job_per"] == "cell"
-    per_cell = {(c.dataset, c.method, c.ipc, c.model, c.distill_seed) for c in grid.cells(cfg)}
+    per_cell = {(c.dataset, c.method, c.ipc, c.model, c.distill_seed, c.protocol) for c in grid.cells(cfg)}
     assert jobs["evaluate"] == sum(k[1] != "full" for k in per_cell)
     assert jobs["evaluate_full"] == sum(k[1] == "full" for k in per_cell)  # Full's own rule (evaluate.seeds_full)
-    expected = sum(len(t["methods"]) * len(t["models"]) for t in cfg["tables"].values())
+    expected = sum(len(t["methods"]) * len(t["models"]) * len(grid.protocols_of(cfg, name))
+                   for name, t in cfg["tables"].items())
     expected += sum(1 for *_, m in grid.sweep_points(cfg) if m != cfg["sweeps"]["method"])  # Figure 4's variants
     assert expected > 0 and len(grid.cells(cfg)) <= expected * len(cfg["ipc"]) * len(cfg["seeds"])
 

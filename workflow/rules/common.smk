@@ -68,7 +68,7 @@ COST_INPUTS = sorted({p for per_d in _cost["methods"].values() for jobs in per_d
 # the render job with the soft protocol's teachers' accuracies in the tables' notes.
 COMPARISONS = expand(grid.COMPARISONS, ext=grid.TABLE_EXTS)
 ROBUST = expand(grid.ROBUST, ext=grid.TABLE_EXTS)
-TEACHERS = [grid.TEACHER.format(dataset=d, model=m) + "/teacher.json" for d, m in grid.teachers(config)]
+TEACHERS = [grid.TEACHER_RESULT.format(dataset=d, model=m) for d, m in grid.teachers(config)]
 
 
 def all_targets():
@@ -207,7 +207,7 @@ def eval_inputs(wildcards):
     protocol's teacher."""
     inputs = {"meta": META.format(dataset=wildcards.dataset)}
     if protocols.get(wildcards.protocol).labels == "soft":
-        inputs["teacher"] = grid.TEACHER.format(**wildcards) + "/teacher.safetensors"
+        inputs["teacher"] = grid.TEACHER_NET.format(**wildcards)
     if methods.get(names.base_method(wildcards.method)).kind != "upper_bound":
         inputs["distilled"] = [grid.distilled(wildcards.dataset, wildcards.method, wildcards.distill_seed, s,
                                               wildcards.ipc) for s in eval_seeds(wildcards)]

@@ -58,8 +58,8 @@ rule teacher:
     input:
         meta=META,
     output:
-        net=grid.TEACHER + "/teacher.safetensors",
-        result=grid.TEACHER + "/teacher.json",
+        net=grid.TEACHER_NET,
+        result=grid.TEACHER_RESULT,
     params:
         cell=teacher_cell,
         hp=teacher_params,

@@ -35,7 +35,9 @@ SAMPLE_GRID = "results/figures/samples/{dataset}-{method}-distill{distill_seed}.
 SAMPLE_GRID_PER_IPC = "results/figures/samples/{dataset}-{method}-ipc{ipc}-distill{distill_seed}.png"
 EVAL = "results/eval/{dataset}/{method}/ipc{ipc}/{model}/{protocol}/distill{distill_seed}-seed{seed}.json"
 # the soft protocol's teacher: the whole training set, hard protocol, one per (dataset, test network)
-TEACHER = "results/teachers/{dataset}/{model}"  # teacher.safetensors (the network), teacher.json (its run)
+TEACHER = "results/teachers/{dataset}/{model}"
+TEACHER_NET = TEACHER + "/teacher.safetensors"  # the network
+TEACHER_RESULT = TEACHER + "/teacher.json"  # its run's result: test accuracy, run id
 DIVERSITY = "results/diversity/{dataset}/{method}/distill{distill_seed}-seed{seed}.json"
 # Each job's name under results/logs/<name>.log and results/benchmarks/<name>.tsv (Snakemake's record:
 # wall s; the cost table, report/cost.py, multiplies it by the job's threads: core-seconds)
