@@ -11,11 +11,11 @@ and onto the first method's MLflow table-cell run (``vs_<other>_*`` metrics).
 
 from __future__ import annotations
 
-import html
 
 from ..experiment import methods
 from ..experiment.grid import table_layout  # the table's rows, as the tables print them
 from .stats import ALPHA, POWER, pair_up, paired
+from .writer import document
 
 # the paper's questions, then today's field: the training-free mode guidance against the method, the
 # DiT it guides and the fine-tuned baseline
@@ -97,44 +97,25 @@ def _explanation(rows: list[dict]) -> list[str]:
             f"or no spread in the differences."]
 
 
+TITLE = "Comparisons: paired differences with stated power"
+CAPTION = (r"Paired differences A $-$ B of final-epoch test accuracy (points) with 95\% intervals (t and bootstrap), "
+           r"paired t-test $p$ and the minimum detectable difference at 80\% power, $\alpha = 0.05$.")
+
+
+def _section(rows: list[dict], labels: dict, models: dict) -> list[tuple]:
+    return [(None, HEAD, [_cols(r, labels, models) for r in rows], 6)]
+
+
 def render_markdown(rows: list[dict], labels: dict, models: dict) -> str:
-    out = ["# Comparisons: paired differences with stated power", ""] + _explanation(rows) + [""]
-    out += ["| " + " | ".join(HEAD) + " |", "|" + "---|" * 6 + "---:|" * (len(HEAD) - 6)]
-    out += ["| " + " | ".join(_cols(r, labels, models)) + " |" for r in rows]
-    return "\n".join(out) + "\n"
+    return document("md", TITLE, _explanation(rows), _section(rows, labels, models))
 
 
 def render_latex(rows: list[dict], labels: dict, models: dict) -> str:
-    def tex(s: str) -> str:
-        return s.replace("−", "$-$").replace("Δ", r"$\Delta$").replace("%", r"\%").replace("<", "$<$")
-
-    lines = [r"\begin{table}[t]", r"\centering", r"\small",
-             r"\caption{Paired differences A $-$ B of final-epoch test accuracy (points) with 95\% "
-             r"intervals (t and bootstrap), paired t-test $p$ and the minimum detectable difference at "
-             r"80\% power, $\alpha = 0.05$.}",
-             r"\begin{tabular}{llllll" + "r" * (len(HEAD) - 6) + "}", r"\toprule",
-             " & ".join(tex(h) for h in HEAD) + r" \\", r"\midrule"]
-    lines += [" & ".join(tex(c) for c in _cols(r, labels, models)) + r" \\" for r in rows]
-    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
-    return "\n".join(lines) + "\n"
+    return document("tex", TITLE, [], _section(rows, labels, models), caption=CAPTION)
 
 
 def render_html(rows: list[dict], labels: dict, models: dict) -> str:
-    esc = html.escape
-    title = "Comparisons: paired differences with stated power"
-    out = ["<!DOCTYPE html>", '<html lang="en">', "<head>", '<meta charset="utf-8">', f"<title>{title}</title>",
-           "<style>body{font-family:system-ui,sans-serif;margin:1.5em;max-width:90em}table{border-collapse:"
-           "collapse}th,td{padding:.25em .6em}thead th{border-bottom:2px solid #333;text-align:left}"
-           "tbody tr{border-bottom:1px solid #ddd}td.n{text-align:right;white-space:nowrap}</style>",
-           "</head>", "<body>", f"<h1>{title}</h1>"]
-    out += [f"<p>{esc(p)}</p>" for p in _explanation(rows)]
-    out += ["<table>", "<thead><tr>" + "".join(f"<th>{esc(h)}</th>" for h in HEAD) + "</tr></thead>", "<tbody>"]
-    for r in rows:
-        cols = _cols(r, labels, models)
-        out.append("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in cols[:6])
-                   + "".join(f'<td class="n">{esc(c)}</td>' for c in cols[6:]) + "</tr>")
-    out += ["</tbody>", "</table>", "</body>", "</html>"]
-    return "\n".join(out) + "\n"
+    return document("html", TITLE, _explanation(rows), _section(rows, labels, models))
 
 
 def metrics_tree(rows: list[dict]) -> dict:

@@ -17,7 +17,7 @@ from .tables import (
     _notes,
     _runs_per_cell,
 )
-from .writer import STYLE
+from .writer import page
 
 
 UI_URL = "http://127.0.0.1:5000"  # `make ui`
@@ -61,9 +61,7 @@ def render_html(cfg: dict, table: str, agg: dict, mlflow: dict | None = None, te
                          + "".join(td(c, key) for c in cells) + "</tr>")
         return lines + ["</tbody>", "</table>"]
 
-    title = esc(TABLE_TITLES[table])
-    out = ["<!DOCTYPE html>", '<html lang="en">', "<head>", '<meta charset="utf-8">', f"<title>{title}</title>",
-           f"<style>{STYLE}</style>", "</head>", "<body>", f"<h1>{title}</h1>",
+    out = [f"<h1>{esc(TABLE_TITLES[table])}</h1>",
            f"<p>Top-1 test accuracy (%) at the <b>final epoch</b>, mean ± sample std over "
            f"{esc(_runs_per_cell(cfg, table))} (each seed re-draws the distilled set and re-trains the test network). "
            "Hover a cell for the MLflow runs behind it"
@@ -73,5 +71,4 @@ def render_html(cfg: dict, table: str, agg: dict, mlflow: dict | None = None, te
             "code reports it; shown for comparison only, not the headline):</p>"]
     out += grid("best_mean")
     out += [f'<p class="note">{esc(n)}</p>' for n in _notes(cfg, table, agg, teachers=teachers)]
-    out += ["</body>", "</html>"]
-    return "\n".join(out) + "\n"
+    return page(TABLE_TITLES[table], out)

@@ -189,22 +189,14 @@ def render_md(cfg: dict, res: dict) -> str:
 
 
 def render_html(cfg: dict, res: dict) -> str:
-    esc = html.escape
-    out = ["<!DOCTYPE html>", '<html lang="en">', "<head>", '<meta charset="utf-8">', "<title>Mechanism study</title>",
-           "<style>body{font-family:system-ui,sans-serif;margin:1.5em;max-width:110em}table{border-collapse:"
-           "collapse;margin-bottom:1.5em}th,td{padding:.25em .6em}thead th{border-bottom:2px solid #333;"
-           "text-align:left}tbody tr{border-bottom:1px solid #ddd}</style>", "</head>", "<body>",
-           "<h1>Mechanism study</h1>"]
-    out += [f"<p>{esc(p)}</p>" for p in _explanation(cfg)]
+    from .writer import html_table, page
+
+    body = ["<h1>Mechanism study</h1>", *(f"<p>{html.escape(p)}</p>" for p in _explanation(cfg))]
     both = tables(cfg, res)
     for name, title in (("contrasts", "Contrasts"), ("points", "Every point")):
         rows = both[name]
-        out += [f"<h2>{title}</h2>", "<table>", "<thead><tr>" + "".join(f"<th>{esc(h)}</th>" for h in rows[0])
-                + "</tr></thead>", "<tbody>"]
-        out += ["<tr>" + "".join(f"<td>{esc(c)}</td>" for c in r) + "</tr>" for r in rows[1:]]
-        out += ["</tbody>", "</table>"]
-    out += ["</body>", "</html>"]
-    return "\n".join(out) + "\n"
+        body += [f"<h2>{title}</h2>", *html_table(rows[0], rows[1:], len(rows[0]))]
+    return page("Mechanism study", body)
 
 
 def figure(cfg: dict, res: dict, out_png, out_pdf) -> None:

@@ -4,7 +4,8 @@ and the one stylesheet every HTML page of the report uses.
     document("md", "Title", ["A paragraph."], [("Section", ["A", "B"], [["x", "1"]], 1)])
 
 A section is (title, head, rows, left): the first ``left`` columns are text (left-aligned), the rest
-numbers (right-aligned).
+numbers (right-aligned); a section titled None has no heading. LaTeX gets the title as its caption
+and the paragraphs as footnotes (pass none to leave them out).
 """
 
 from __future__ import annotations
@@ -50,21 +51,21 @@ def html_table(head: list[str], rows: list[list[str]], left: int) -> list[str]:
             "</tbody>", "</table>"]
 
 
-def document(ext: str, title: str, paragraphs: list[str], sections: list[tuple]) -> str:
-    """The whole file in one format: "md", "tex" or "html"."""
+def document(ext: str, title: str, paragraphs: list[str], sections: list[tuple], caption: str | None = None) -> str:
+    """The whole file in one format: "md", "tex" or "html"; ``caption``: LaTeX's own (raw) caption."""
     if ext == "md":
         out = [f"# {title}", "", *(x for p in paragraphs for x in (p, ""))]
         for sub, head, rows, left in sections:
-            out += [f"## {sub}", "", *markdown(head, rows, left), ""]
+            out += [*([f"## {sub}", ""] if sub else []), *markdown(head, rows, left), ""]
         return "\n".join(out)
     if ext == "tex":
-        out = [r"\begin{table}[t]", r"\centering", r"\small", rf"\caption{{{_tex(title)}}}"]
+        out = [r"\begin{table}[t]", r"\centering", r"\small", rf"\caption{{{caption or _tex(title)}}}"]
         for sub, head, rows, left in sections:
-            out += [rf"\par\textbf{{{_tex(sub)}}}\par", *latex(head, rows, left)]
+            out += [*([rf"\par\textbf{{{_tex(sub)}}}\par"] if sub else []), *latex(head, rows, left)]
         return "\n".join(out + [r"\par\footnotesize " + _tex(p) for p in paragraphs] + [r"\end{table}"]) + "\n"
     if ext == "html":
         body = [f"<h1>{html.escape(title)}</h1>", *(f"<p>{html.escape(p)}</p>" for p in paragraphs)]
         for sub, head, rows, left in sections:
-            body += [f"<h2>{html.escape(sub)}</h2>", *html_table(head, rows, left)]
+            body += [*([f"<h2>{html.escape(sub)}</h2>"] if sub else []), *html_table(head, rows, left)]
         return page(title, body)
     raise ValueError(f"unknown table format {ext!r} (md, tex, html)")
