@@ -19,6 +19,7 @@ from pathlib import Path
 from ..experiment import methods, names
 from ..experiment.grid import BENCHMARKS, distill_seeds_for
 from ..io import read_tsv
+from .writer import markdown
 
 SHARED = {"pretrain_vae": "the demo's VAE pretraining", "pretrain_dit": "the demo's DiT pretraining",
           "encode": "the latent cache", "features": "the feature ConvNet"}
@@ -114,15 +115,16 @@ def render_cost(cfg: dict, cost: dict) -> str:
            "GPU-seconds) of the jobs that made each method's sets, every seed and IPC of the tables "
            "together. Timings vary from run to run (this table is not part of the accuracy tables). Shared "
            "work, below, is counted once and in no column; a fine-tuning two columns sample is counted in "
-           "the first. The evaluation is left out.", "",
-           "| Method | " + " | ".join(datasets) + " |", "|---|" + "---:|" * len(datasets)]
+           "the first. The evaluation is left out.", ""]
+    rows = []
     for m in order:
         cells = []
         for d in datasets:
             c = cost["methods"][m].get(d)
             cells.append("–" if c is None else f"{c['core_seconds']:.1f} ({c['jobs']} job{'s' if c['jobs'] != 1 else ''})")
         note = f" (+ {_label(cost['borrowed'][m])}'s fine-tuning)" if m in cost["borrowed"] else ""
-        out.append(f"| {_label(m)}{note} | " + " | ".join(cells) + " |")
+        rows.append([f"{_label(m)}{note}", *cells])
+    out += markdown(["Method", *datasets], rows, 1)
     out += ["", "Shared work (core-seconds):", ""]
     out += [f"- {SHARED[k.split('/')[0]]}{' (' + k.split('/')[1] + ')' if '/' in k else ''}: {v:.1f}"
             for k, v in sorted(cost["shared"].items())] or ["- none"]

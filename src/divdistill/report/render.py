@@ -17,6 +17,7 @@ from .evidence import evidence
 from .aggregate import aggregate, metrics_tree, write_curves, write_sweeps
 from .html import render_html
 from .tables import render_latex, render_markdown
+from .writer import markdown
 
 
 def render_diversity(cfg: dict, diversity: list[dict]) -> str:
@@ -42,8 +43,7 @@ def render_diversity(cfg: dict, diversity: list[dict]) -> str:
                 ("prdc_precision", "k-NN precision (%)", 100), ("prdc_recall", "k-NN recall (%)", 100),
                 ("prdc_density", "k-NN density", 1), ("prdc_coverage", "k-NN coverage (%)", 100))
     for key, title, scale in measures:
-        out += [f"## {title}", "", "| Dataset | IPC | " + " | ".join(methods.label(m) for m in shown) + " |",
-                "|---|---|" + "---:|" * len(shown)]
+        rows = []
         for d in cfg["tables"]["table1"]["datasets"]:
             for ipc in cfg["ipc"]:
                 vals = []
@@ -53,8 +53,8 @@ def render_diversity(cfg: dict, diversity: list[dict]) -> str:
                     ddof = 1 if len(xs) > 1 else 0
                     digits = {"similarity": 3, "prdc_density": 2}.get(key, 1)  # fixed: a zero spread prints as 0
                     vals.append("–" if len(xs) == 0 else f"{xs.mean():.{digits}f} ± {xs.std(ddof=ddof):.{digits}f}")
-                out.append(f"| {d} | {ipc} | " + " | ".join(vals) + " |")
-        out.append("")
+                rows.append([d, str(ipc), *vals])
+        out += [f"## {title}", "", *markdown(["Dataset", "IPC", *(methods.label(m) for m in shown)], rows, 2), ""]
     return "\n".join(out)
 
 

@@ -36,6 +36,7 @@ from ..experiment.grid import study_points
 from ..io import atomic_path, read_json, write_json, write_text
 from .compare import _p
 from .stats import pair_up, paired
+from .writer import markdown
 
 # measure -> (label, scale to the printed unit); accuracy in points, the shares in percent
 MEASURES = {
@@ -183,8 +184,7 @@ def render_md(cfg: dict, res: dict) -> str:
     out, both = ["# Mechanism study", ""] + [p + "\n" for p in _explanation(cfg)], tables(cfg, res)
     for name, title in (("contrasts", "Contrasts"), ("points", "Every point")):
         rows = both[name]
-        out += [f"## {title}", "", "| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
-        out += ["| " + " | ".join(r) + " |" for r in rows[1:]] + [""]
+        out += [f"## {title}", "", *markdown(rows[0], rows[1:], len(rows[0])), ""]
     return "\n".join(out) + "\n"
 
 

@@ -19,6 +19,7 @@ from ..evaluate import protocols
 from ..evaluate.names import net_label
 from ..experiment import methods
 from ..experiment.grid import FULL_IPC, seeds_for, table_layout
+from .writer import markdown
 
 TABLE_TITLES = {
     "table1": "Table 1: comparison with baselines",
@@ -191,11 +192,12 @@ def render_markdown(cfg: dict, table: str, agg: dict, teachers: dict | None = No
         t = _fmt(c["a"], key)
         return (f"**{t}**" if c["best"] else t) + ("\\" + SIG_MARK if c["sig"] else "")
 
-    def grid(key):
-        lines = ["| " + " | ".join(head) + " |", "|" + "---|" * 4 + "---:|" * len(columns)]
-        for (d, ipc, model, protocol), cells in _grid(cfg, table, agg, key):
-            lines.append(f"| {protocol} | {d} | {ipc} | {net_label(model)} | " + " | ".join(text(c, key) for c in cells) + " |")
-        return lines
+    def grid(key, cell=text):
+        return markdown(head, [[protocol, d, ipc, net_label(model), *(cell(c, key) for c in cells)]
+                               for (d, ipc, model, protocol), cells in _grid(cfg, table, agg, key)], 4)
+
+    def loss(c, _):
+        return "–" if c["a"] is None or c["a"].get("loss_mean") is None else f"{c['a']['loss_mean']:.3f}"
 
     out = [f"# {TABLE_TITLES[table]}", "",
            f"Top-1 test accuracy (%) at the **final epoch**, mean ± sample std over {_runs_per_cell(cfg, table)} "
@@ -205,12 +207,8 @@ def render_markdown(cfg: dict, table: str, agg: dict, teachers: dict | None = No
             "reference code reports it; shown for comparison only, not the headline):", ""]
     out += grid("best_mean")
     out += ["", "Final-epoch training loss of the test network, mean over the runs (has it converged on "
-            "the set? a real-image set's loss well above a generated one's means it was still learning):", "",
-            "| " + " | ".join(head) + " |", "|" + "---|" * 4 + "---:|" * len(columns)]
-    for (d, ipc, model, protocol), cells in _grid(cfg, table, agg, "mean"):
-        out.append(f"| {protocol} | {d} | {ipc} | {net_label(model)} | " + " | ".join(
-            "–" if c["a"] is None or c["a"].get("loss_mean") is None else f"{c['a']['loss_mean']:.3f}"
-            for c in cells) + " |")
+            "the set? a real-image set's loss well above a generated one's means it was still learning):", ""]
+    out += grid("mean", loss)
     for note in _notes(cfg, table, agg, mark="\\" + SIG_MARK, teachers=teachers):
         out += ["", note]
     return "\n".join(out) + "\n"
