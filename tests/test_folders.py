@@ -153,3 +153,36 @@ def test_the_smoke_dag_on_a_folder_dataset(tmp_path_factory):
     assert len(runs) == 1 and runs[0].data.params["class_names"] == "bag,sneaker,trouser"
     assert not (project / "results" / "data" / "fashion-mnist").exists()  # nothing of Fashion-MNIST was needed
     assert os.path.getsize(project / "reports" / "metrics.json") > 0
+
+
+def test_a_folder_changed_image_changes_its_digest_and_bad_layouts_are_named(tmp_path):
+    """The prepare job's params hold a digest of every image (path, size, mtime): an added image re-prepares
+    the dataset; a lone train/ or a one-image class is named before any job."""
+    root = write_folder(tmp_path / "data", per_class=3, stray=False)
+    before = folders.digest(root)
+    Image.new("L", (28, 28)).save(root / "bag" / "new.png")
+    assert folders.digest(root) != before
+    (root / "bag" / "new.png").unlink()
+    assert folders.digest(root) == before
+    for p in sorted((root / "trouser").iterdir())[1:]:
+        p.unlink()
+    problems, _ = folders.check("mine", {"root": str(root), "val_fraction": 0.5}, None, 0, checked=str(tmp_path / "c.json"))
+    assert problems == [f"{root / 'trouser'}: holds 1 image, a val_fraction split needs 2 or more"]
+    (root / "train").mkdir()
+    problems, _ = folders.check("mine", {"root": str(root), "val_fraction": 0.5}, None, 0, checked=str(tmp_path / "c.json"))
+    assert problems == [f"{root}: holds train/ without val/ (both, or class folders only)"]
+
+
+def test_a_folder_dataset_may_not_take_a_built_in_name(tmp_path):
+    from divdistill.experiment import config as dd
+    from divdistill.experiment.grid import ConfigError
+
+    from .conftest import ROOT
+
+    cfg = dd.load(ROOT / "params.yaml")
+    cfg["datasets"] = {"fashion-hard": {"root": str(write_folder(tmp_path / "data")), "resolution": 32, "channels": 1}}
+    with pytest.raises(ConfigError, match="datasets.fashion-hard: the name of a built-in dataset"):
+        dd.check(cfg)
+    from divdistill.data.registry import DATASETS
+
+    assert DATASETS["fashion-hard"].source == "fashion-mnist"  # the built-in entry is left alone

@@ -200,3 +200,20 @@ def test_the_demo_trains_one_teacher_however_many_cells_read_it(project):
     assert jobs["teacher"] == 1
     assert jobs["evaluate"] == len({(c.dataset, c.method, c.ipc, c.model, c.protocol, c.distill_seed)
                                     for c in grid.cells(cfg) if c.method != "full"})
+
+
+def test_the_teachers_accuracy_is_in_the_notes_and_latex_escapes_its_percent():
+    from divdistill.report.aggregate import aggregate
+    from divdistill.report.tables import render_latex, render_markdown
+
+    cfg = {"seeds": [0], "ipc": [10], "evaluate": {"protocols": ["hard", "soft"]},
+           "tables": {"table1": {"datasets": ["d"], "methods": ["random"], "models": ["convnet"]}}}
+    results = [{"cell": {"dataset": "d", "method": "random", "ipc": "10", "model": "convnet", "distill_seed": 0,
+                         "seed": 0, "protocol": p}, "test_acc": a, "best_test_acc": a, "run_id": p, "curve": []}
+               for p, a in (("hard", 0.5), ("soft", 0.6))]
+    teachers = {("d", "convnet"): {"test_acc": 0.771}}
+    md = render_markdown(cfg, "table1", aggregate(results), teachers)
+    assert "| hard | d | 10 | ConvNet | 50.0 ± 0.0 |" in md and "| soft | d | 10 | ConvNet | 60.0 ± 0.0 |" in md
+    assert "Teachers' test accuracy: d / ConvNet 77.1%." in md
+    tex = render_latex(cfg, "table1", aggregate(results), teachers)
+    assert "d / ConvNet 77.1\\%." in tex and "77.1%" not in tex

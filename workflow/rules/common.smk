@@ -151,7 +151,8 @@ def data_dir(wildcards):
 
 
 def prepare_inputs(wildcards):
-    """A folder dataset's root (params.yaml datasets): a new or removed image re-prepares it."""
+    """A folder dataset's root (params.yaml datasets); prepare_params holds its images' digest, so an
+    added, removed or replaced image re-prepares it (Snakemake's params trigger)."""
     own = config.get("datasets") or {}
     return {"folder": own[wildcards.dataset]["root"]} if wildcards.dataset in own else {}
 

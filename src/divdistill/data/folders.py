@@ -15,12 +15,14 @@ image once, remembering the verdict by file size and modification time (``result
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
+import zlib
 from collections import Counter
 from pathlib import Path
 
-from .registry import DATASETS, DatasetSpec
+from .registry import BUILTIN, DATASETS, DatasetSpec
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
 CLASS_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")  # usable in paths, tables and MLflow params
@@ -49,6 +51,9 @@ def scan(root) -> tuple[dict[str, dict[str, list[Path]]], list[Path], list[str]]
         return {}, [], [f"{root}: dataset root folder does not exist"]
     splits = layout(root) or {"all": root}
     found, strays, problems = {}, [], []
+    if "all" in splits and ((root / "train").is_dir() or (root / "val").is_dir()):
+        return {}, [], [f"{root}: holds {'train/' if (root / 'train').is_dir() else 'val/'} without "
+                        f"{'val/' if (root / 'train').is_dir() else 'train/'} (both, or class folders only)"]
     for split, folder in splits.items():
         classes = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
         strays += [p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")]
@@ -72,15 +77,17 @@ def scan(root) -> tuple[dict[str, dict[str, list[Path]]], list[Path], list[str]]
 
 def split_files(found: dict, val_fraction: float | None, seed: int) -> dict[str, dict[str, list[Path]]]:
     """{"train": {class: files}, "test": {...}}: as found, or each class split by a seeded draw of
-    round(val_fraction * n) test images (at least one image stays on each side)."""
+    round(val_fraction * n) test images (at least one image on each side: ``check`` asks for 2 a class).
+    Each class's draw is seeded by its name, so adding a class leaves the others' splits alone."""
     import numpy as np
 
     if "train" in found:
         return {"train": found["train"], "test": found["test"]}
     out = {"train": {}, "test": {}}
-    for i, (name, files) in enumerate(sorted(found["all"].items())):
+    for name, files in sorted(found["all"].items()):
         n_test = min(max(1, round(val_fraction * len(files))), len(files) - 1)
-        test = set(np.random.default_rng([seed, i]).choice(len(files), size=n_test, replace=False).tolist())
+        rng = np.random.default_rng([seed, zlib.crc32(name.encode())])
+        test = set(rng.choice(len(files), size=n_test, replace=False).tolist())
         out["train"][name] = [f for j, f in enumerate(files) if j not in test]
         out["test"][name] = [f for j, f in enumerate(files) if j in test]
     return out
@@ -124,6 +131,9 @@ def check(name: str, decl: dict, ipc: int | None, split_seed: int, checked=CHECK
         problems.append(f"{decl['root']}: no train/ and val/ folders: set datasets.{name}.val_fraction to split "
                         "each class into training and test images")
         return problems, []
+    if "all" in found:
+        problems += [f"{files[0].parent}: holds {len(files)} image, a val_fraction split needs 2 or more"
+                     for files in found["all"].values() if len(files) == 1]
     split = split_files(found, decl.get("val_fraction"), split_seed) if not problems else {}
     for c, files in split.get("train", {}).items():
         if ipc is not None and len(files) < ipc:
@@ -135,10 +145,26 @@ def check(name: str, decl: dict, ipc: int | None, split_seed: int, checked=CHECK
     return problems, notes
 
 
+def digest(root) -> str:
+    """What a prepared folder dataset depends on: every image's path, size and modification time (a
+    Snakemake param of the prepare job: an added, removed or replaced image re-prepares it)."""
+    found, _, _ = scan(root)
+    h = hashlib.sha256()
+    for per_split in found.values():
+        for files in per_split.values():
+            for f in files:
+                st = f.stat()
+                h.update(f"{f.relative_to(root)}\t{st.st_size}\t{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()
+
+
 def register(datasets: dict) -> None:
     """Add params.yaml's folder datasets to the registry (class names from the folders; labels 0..n-1,
-    the label space of a generator pretrained on them)."""
+    the label space of a generator pretrained on them). A built-in name is never replaced (the config
+    check names the clash)."""
     for name, decl in (datasets or {}).items():
+        if name in BUILTIN:
+            continue
         found, _, _ = scan(decl["root"])
         classes = sorted(next(iter(found.values()), {}))
         DATASETS[name] = DatasetSpec(name, "folder", tuple(classes), tuple(range(len(classes))), tuple(classes),

@@ -72,6 +72,9 @@ DATASETS: dict[str, DatasetSpec] = {
 }
 
 
+BUILTIN = frozenset(DATASETS)  # params.yaml's own datasets (data/folders.py) may not take these names
+
+
 def get_spec(name: str) -> DatasetSpec:
     if name not in DATASETS:
         raise KeyError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}")

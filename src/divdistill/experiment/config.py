@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ..baselines.reported import REPORTED_METHODS
 from ..data import folders
-from ..data.registry import DATASETS
+from ..data.registry import BUILTIN, DATASETS
 from ..io import DamagedFile, read_yaml
 from . import methods
 from .extensions import extension_errors, synthesis_errors
@@ -101,7 +101,7 @@ def prepare_args(cfg: dict, dataset: str) -> dict:
     if source == "folder":
         own = cfg["datasets"][dataset]  # the declaration travels with the job (it registers the dataset)
         return {"root": own["root"], "val_fraction": own.get("val_fraction"), "split_seed": d["split_seed"],
-                "folder": own}
+                "folder": own, "images": folders.digest(own["root"])}
     common = {k: d[k] for k in ("train_per_class", "test_per_class", "split_seed")}
     if source == "fashion-mnist":
         return {"root": d["fashion_root"], **common}
@@ -161,7 +161,8 @@ def folder_errors(cfg: dict) -> list[str]:
     import sys
 
     errors, own = [], cfg.get("datasets") or {}
-    for name in [n for n in datasets_prepared(cfg) if n in own]:
+    errors += [f"datasets.{name}: the name of a built-in dataset; choose another" for name in own if name in BUILTIN]
+    for name in [n for n in datasets_prepared(cfg) if n in own and n not in BUILTIN]:
         ipc = max(cfg["ipc"]) if cfg["ipc"] and name in datasets_used(cfg) else None
         problems, notes = folders.check(name, own[name], ipc, cfg["data"]["split_seed"])
         errors += [f"datasets.{name}: {p}" for p in problems]
@@ -195,7 +196,7 @@ def evaluate_errors(cfg: dict) -> list[str]:
         errors.append("evaluate.soft: required by the soft protocols in " + ", ".join(sorted(used)))
     bounds = [r["max_ipc"] for r in ev.get("soft", {}).get("epochs", [])]
     if bounds and (bounds != sorted(bounds) or (cfg["ipc"] and max(cfg["ipc"]) > bounds[-1])):
-        errors.append(f"evaluate.soft.epochs: max_ipc must increase and cover ipc {max(cfg['ipc'])}, got {bounds}")
+        errors.append(f"evaluate.soft.epochs: max_ipc must increase and cover every ipc {cfg['ipc']}, got {bounds}")
     return errors
 
 

@@ -15,11 +15,11 @@ def run(args) -> None:
 
     imported()
     p = json_arg(args.params)
-    params = {"dataset": args.dataset, **p}
     if "folder" in p:  # params.yaml's own dataset: its declaration (data/folders.py)
         from ..data.folders import register
 
         register({args.dataset: p.pop("folder")})
+    params = {"dataset": args.dataset, **p}
     params["class_names"] = ",".join(get_spec(args.dataset).class_names)  # in the class order of the labels
     if get_spec(args.dataset).source == "imagenet":
         p["workers"] = args.threads  # decoding threads

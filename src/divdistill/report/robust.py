@@ -155,9 +155,12 @@ EXPLAIN = ("DD-Ranking's robust scores (docs/protocol.md), per evaluation seed f
            "then the mean over seeds with its 95% t interval. LRS (label-robust score): 0.5·IOR − 0.5·HLR "
            "through (e^x − e^−1)/(e − e^−1), where HLR = Full's hard-label accuracy − the set's (Full: the mean "
            "over its seeds) and IOR = the set's soft-label accuracy − Random's at the same seed; higher is "
-           "better, 0.5 is 'as good as random real images under soft labels and as far from Full'. ARS "
+           "better: 0.269 (an exponent of 0) where the soft-label gain over Random makes up for the hard-label "
+           "gap to Full, 1 for a set as good as Full under hard labels and 100 points above Random under "
+           "soft ones. ARS "
            "(augmentation-robust score): the set's gain over Random with and without training augmentation, "
-           "averaged, through the same map. Differences: paired by seed, with 95% t interval, paired t-test p "
+           "averaged, through the same map: Random's own ARS is 0.269 (no gain), so it is not listed, nor "
+           "compared with. Differences: paired by seed, with 95% t interval, paired t-test p "
            "and the minimum detectable difference (80% power, α = 0.05).")
 
 

@@ -214,6 +214,11 @@ def render_markdown(cfg: dict, table: str, agg: dict, teachers: dict | None = No
     return "\n".join(out) + "\n"
 
 
+def _tex_text(note: str) -> str:
+    """A note as LaTeX text: %, & and _ escaped (a percentage would start a comment)."""
+    return note.replace("%", r"\%").replace("&", r"\&").replace("_", r"\_")
+
+
 def render_latex(cfg: dict, table: str, agg: dict, teachers: dict | None = None) -> str:
     rows, columns = table_layout(cfg, table)
     cols = "llll" + "c" * len(columns)
@@ -239,7 +244,7 @@ def render_latex(cfg: dict, table: str, agg: dict, teachers: dict | None = None)
             vals.append(v + (f"$^{{{SIG_MARK}}}$" if c["sig"] else ""))
         lines.append(" & ".join([protocol, d, ipc, net_label(model)] + vals) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}"]
-    lines += [r"\par\footnotesize " + n.replace(REPORTED_MARK, r"$^\dagger$")
+    lines += [r"\par\footnotesize " + _tex_text(n).replace(REPORTED_MARK, r"$^\dagger$")
               for n in _notes(cfg, table, agg, mark=f"$^{{{SIG_MARK}}}$", lt="$<$", teachers=teachers)]
     lines += [r"\end{table}"]
     return "\n".join(lines) + "\n"
