@@ -32,6 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from divdistill.data.registry import DATASETS  # noqa: E402
+from divdistill.evaluate import protocols  # noqa: E402
 from divdistill.evaluate.nets import build_net  # noqa: E402
 from divdistill.experiment import config as dd  # noqa: E402
 from divdistill.experiment import grid, methods, names  # noqa: E402
@@ -167,22 +168,32 @@ def grid_jobs(cfg: dict, f: dict, n_train_pc: int, n_test_pc: int, mfu: dict) ->
         add(f"dm ipc{ipc}", {d: int("dm" in by_dataset[d]) * len(seeds) for d in datasets},
             lambda d: [(dm["iterations"] * ncls[d] * (min(dm["batch_real"], n_train_pc) * f["dm_real"]
                                                       + ipc * f["dm_syn"]), "tf32", "dm")])
-    # evaluation cells: the cost depends on (model, ipc) only
+    # evaluation cells: the cost depends on (model, ipc, labels) only; soft labels add the teacher's forward
+    # on every training batch (evaluate/trainer.py), and each (dataset, model) a teacher job (the hard
+    # protocol on the whole training set)
     ev = cfg["evaluate"]
-    cells = Counter((c.model, c.ipc, c.dataset) for c in grid.cells(cfg))
+    soft = {p for p in protocols.PROTOCOLS if protocols.get(p).labels == "soft"}
+    cells = Counter((c.model, c.ipc, c.dataset, c.protocol in soft) for c in grid.cells(cfg))
     for model in ev["nets"]:
+        key = "convnet" if model == "convnet" else "resnet"
         for ipc in [str(i) for i in cfg["ipc"]] + [grid.FULL_IPC]:
-            jobs = {d: cells[(model, ipc, d)] for d in datasets}
-            if not any(jobs.values()):
-                continue
-            epochs = grid.epochs_for(cfg, ipc)
-            key = "convnet" if model == "convnet" else "resnet"
+            for labels_soft in (False, True):
+                jobs = {d: cells[(model, ipc, d, labels_soft)] for d in datasets}
+                if not any(jobs.values()):
+                    continue
+                epochs = grid.epochs_for(cfg, ipc, "soft" if labels_soft else "hard")
 
-            def parts(d, ipc=ipc, epochs=epochs, model=model, key=key):
-                n = n_train[d] if ipc == grid.FULL_IPC else int(ipc) * ncls[d]
-                test = n_tests(epochs, ev["eval_every"]) * n_test_pc * ncls[d] * f[f"{model}_fwd"]
-                return [(epochs * n * f[f"{model}_train"] + test, "tf32", key)]
-            add(f"evaluate {model} ipc{ipc}", jobs, parts)
+                def parts(d, ipc=ipc, epochs=epochs, model=model, key=key, labels_soft=labels_soft):
+                    n = n_train[d] if ipc == grid.FULL_IPC else int(ipc) * ncls[d]
+                    test = n_tests(epochs, ev["eval_every"]) * n_test_pc * ncls[d] * f[f"{model}_fwd"]
+                    teacher = epochs * n * f[f"{model}_fwd"] if labels_soft else 0
+                    return [(epochs * n * f[f"{model}_train"] + teacher + test, "tf32", key)]
+                add(f"evaluate {model} ipc{ipc}" + (" soft" if labels_soft else ""), jobs, parts)
+        teachers = {d: int((d, model) in grid.teachers(cfg)) for d in datasets}
+        epochs_t = ev.get("teacher", {}).get("epochs", ev["epochs_full"])
+        add(f"teacher {model}", teachers, lambda d, model=model, key=key: [
+            (epochs_t * n_train[d] * f[f"{model}_train"]
+             + n_tests(epochs_t, ev["eval_every"]) * n_test_pc * ncls[d] * f[f"{model}_fwd"], "tf32", key)])
     # diversity: Table 1's distilled sets (not full, not DM), VAE-encoded at every IPC, and embedded by the
     # feature ConvNet with every real training image once per job (k-NN precision/recall/density/coverage)
     t1 = cfg["tables"]["table1"]
