@@ -35,7 +35,7 @@ from divdistill.data.registry import DATASETS  # noqa: E402
 from divdistill.evaluate import protocols  # noqa: E402
 from divdistill.evaluate.nets import build_net  # noqa: E402
 from divdistill.experiment import config as dd  # noqa: E402
-from divdistill.experiment import grid, methods, names  # noqa: E402
+from divdistill.experiment import grid, jobsets, methods, names  # noqa: E402
 from divdistill.generator.architectures import DIT_XL_2_256 as DIT_XL2  # noqa: E402
 from divdistill.generator.architectures import SD_VAE  # noqa: E402
 
@@ -198,9 +198,8 @@ def grid_jobs(cfg: dict, f: dict, n_train_pc: int, n_test_pc: int, mfu: dict) ->
     # feature ConvNet with every real training image once per job (k-NN precision/recall/density/coverage)
     t1 = cfg["tables"]["table1"]
     # one job per (dataset, method, distill seed) measures every seed's set
-    add("diversity", {d: sum(len(grid.distill_seeds_for(cfg, m)) for m in t1["methods"]
-                             if methods.get(names.base_method(m)).kind in ("selection", "generative")) if d in t1["datasets"] else 0
-                      for d in datasets},
+    measured = {(d, m, ds) for d, m, ds, _ in jobsets.distilled_sets(cfg, t1["datasets"], t1["methods"])}
+    add("diversity", {d: sum(1 for x in measured if x[0] == d) for d in datasets},
         lambda d: [(len(seeds) * sum(cfg["ipc"]) * ncls[d] * f["vae_enc"], "tf32", "vae"),
                    ((n_train[d] + len(seeds) * sum(cfg["ipc"]) * ncls[d]) * f["feat_fwd"], "tf32", "convnet")])
     return rows

@@ -7,7 +7,7 @@ from snakemake.utils import validate
 
 from divdistill.evaluate import protocols
 from divdistill.experiment import config as dd
-from divdistill.experiment import grid, methods, names
+from divdistill.experiment import grid, jobsets, methods, names
 from divdistill.experiment.grid import (DATA, DISTILLED, DIVERSITY as DIVERSITY_PATH, EVAL as EVAL_PATH, FEATURES,
                                         FINETUNED, LATENTS, META, SAMPLE_GRID)
 
@@ -77,51 +77,23 @@ def all_targets():
             *expand(grid.COST_FIGURE, ext=("png", "pdf"))]
 
 
-def distilled_sets(datasets, candidates):
-    """(dataset, method, distill_seed, seed) of every selected or generated set of ``candidates``: the
-    nested ones, and a per-IPC generative method's (MGD³, D⁴M: one (distill_seed, seed) stands for its
-    set of every IPC). DM's optimised pixels are not among them."""
-    kinds = methods.names("selection", "generative")
-    return [(d, m, ds, s) for d in datasets for m in candidates if m in kinds
-            for ds in grid.distill_seeds_for(config, m) for s in config["seeds"]]
-
-
-def in_a_table(dataset, method):
-    return any(method in t["methods"] and dataset in t["datasets"] for t in config["tables"].values())
-
-
-# Diversity and coverage: every selected and generated set of Table 1's datasets and methods.
-DIVERSITY = [DIVERSITY_PATH.format(dataset=d, method=m, distill_seed=ds, seed=s)
-             for d, m, ds, s in distilled_sets(config["tables"]["table1"]["datasets"], config["tables"]["table1"]["methods"])]
+# The job sets of the report's inputs (experiment/jobsets.py): the diversity files of Table 1's
+# selected and generated sets, the sample grids copied to reports/figures, Figure 1's sets.
+DIVERSITY = jobsets.diversity_paths(config)
 
 
 def diversity_sets(wildcards):
-    """Each seed's set at the largest IPC (nested), or, seed-major, each seed's set of every IPC."""
-    if not methods.get(names.base_method(wildcards.method)).per_ipc:
-        return expand(DISTILLED, seed=config["seeds"], **wildcards)
-    return [grid.distilled(wildcards.dataset, wildcards.method, wildcards.distill_seed, s, ipc)
-            for s in config["seeds"] for ipc in config["ipc"]]
-# Sample grids of the generative methods (first distillation seed, first seed) copied to reports/figures.
-# (a per-IPC method's: its largest IPC's set)
-GRIDS = {f"{grid.FIGURES}/samples-{d}-{m}.png":
-         grid.SAMPLE_GRID_PER_IPC.format(dataset=d, method=m, ipc=max(config["ipc"]), distill_seed=ds)
-         if methods.get(m).per_ipc else SAMPLE_GRID.format(dataset=d, method=m, distill_seed=ds)
-         for d in grid.datasets_used(config) for m in methods.names("generative")
-         if in_a_table(d, m) and (config["ipc"] or not methods.get(m).per_ipc)
-         for ds in grid.distill_seeds_for(config, m)[:1]}
+    return jobsets.diversity_sets(config, wildcards.dataset, wildcards.method, wildcards.distill_seed)
+
+
+GRIDS = jobsets.sample_grids(config)
 FIGURES = list(GRIDS)
-# Figure 1: the generative methods of Table 1 (DiT vs Ours at least) on its first dataset,
-# first distillation seed and seed.
-_t1 = config["tables"]["table1"]
-FIGURE1 = {"dataset": _t1["datasets"][0],
-           "methods": [m for m in methods.names("generative") if m in _t1["methods"]]}
+FIGURE1 = jobsets.figure1(config)
 FIGURE1_FILES = [f"{grid.FIGURES}/figure1.png", f"{grid.FIGURES}/figure1.pdf"] if FIGURE1["methods"] else []
 
 
 def figure1_inputs(wildcards):
-    return {m: grid.distilled(FIGURE1["dataset"], m, grid.distill_seeds_for(config, m)[0], config["seeds"][0],
-                              max(config["ipc"]))  # a per-IPC method's largest set
-            for m in FIGURE1["methods"]}
+    return jobsets.figure1_sets(config)
 
 
 # Figure 4 (hyper-parameter sweeps), when params.yaml has a sweeps section.

@@ -1,0 +1,64 @@
+"""The DAG's job sets beside grid.py's cells and paths: which distilled sets are measured, which sample
+grids and Figure 1 inputs are copied, pure functions of the configuration. The Snakefile's rules and
+inputs read them (workflow/rules/common.smk); nothing here lists a job a rule does not make.
+
+    diversity_paths(cfg)  # Table 1's selected and generated sets, one diversity file per (distill_)seed
+"""
+
+from __future__ import annotations
+
+from . import methods
+from .grid import DISTILLED, DIVERSITY, FIGURES, SAMPLE_GRID, SAMPLE_GRID_PER_IPC, datasets_used, distill_seeds_for, distilled
+from .names import base_method
+
+
+def distilled_sets(cfg: dict, datasets, candidates) -> list[tuple]:
+    """(dataset, method, distill_seed, seed) of every selected or generated set of ``candidates``: the
+    nested ones, and a per-IPC generative method's (MGD³, D⁴M: one (distill_seed, seed) stands for its
+    set of every IPC). DM's optimised pixels are not among them."""
+    kinds = methods.names("selection", "generative")
+    return [(d, m, ds, s) for d in datasets for m in candidates if m in kinds
+            for ds in distill_seeds_for(cfg, m) for s in cfg["seeds"]]
+
+
+def in_a_table(cfg: dict, dataset: str, method: str) -> bool:
+    return any(method in t["methods"] and dataset in t["datasets"] for t in cfg["tables"].values())
+
+
+def diversity_paths(cfg: dict) -> list[str]:
+    """Diversity and coverage: every selected and generated set of Table 1's datasets and methods."""
+    t1 = cfg["tables"]["table1"]
+    return [DIVERSITY.format(dataset=d, method=m, distill_seed=ds, seed=s)
+            for d, m, ds, s in distilled_sets(cfg, t1["datasets"], t1["methods"])]
+
+
+def diversity_sets(cfg: dict, dataset: str, method: str, distill_seed) -> list[str]:
+    """The sets one diversity job measures: each seed's at the largest IPC (nested), or, seed-major, each
+    seed's set of every IPC."""
+    if not methods.get(base_method(method)).per_ipc:
+        return [DISTILLED.format(dataset=dataset, method=method, distill_seed=distill_seed, seed=s) for s in cfg["seeds"]]
+    return [distilled(dataset, method, distill_seed, s, ipc) for s in cfg["seeds"] for ipc in cfg["ipc"]]
+
+
+def sample_grids(cfg: dict) -> dict[str, str]:
+    """reports/figures/samples-<dataset>-<method>.png -> the grid it copies: each generative method of a
+    table, its first distillation seed (a per-IPC method's: its largest IPC's set)."""
+    return {f"{FIGURES}/samples-{d}-{m}.png":
+            SAMPLE_GRID_PER_IPC.format(dataset=d, method=m, ipc=max(cfg["ipc"]), distill_seed=ds)
+            if methods.get(m).per_ipc else SAMPLE_GRID.format(dataset=d, method=m, distill_seed=ds)
+            for d in datasets_used(cfg) for m in methods.names("generative")
+            if in_a_table(cfg, d, m) and (cfg["ipc"] or not methods.get(m).per_ipc)
+            for ds in distill_seeds_for(cfg, m)[:1]}
+
+
+def figure1(cfg: dict) -> dict:
+    """Figure 1's dataset (Table 1's first) and methods (Table 1's generative ones, DiT vs Ours at least)."""
+    t1 = cfg["tables"]["table1"]
+    return {"dataset": t1["datasets"][0], "methods": [m for m in methods.names("generative") if m in t1["methods"]]}
+
+
+def figure1_sets(cfg: dict) -> dict[str, str]:
+    """Each Figure 1 method's set: first distillation seed, first seed, a per-IPC method's largest set."""
+    f = figure1(cfg)
+    return {m: distilled(f["dataset"], m, distill_seeds_for(cfg, m)[0], cfg["seeds"][0], max(cfg["ipc"]))
+            for m in f["methods"]}
