@@ -173,6 +173,7 @@ def grid_jobs(cfg: dict, f: dict, n_train_pc: int, n_test_pc: int, mfu: dict) ->
     # protocol on the whole training set)
     ev = cfg["evaluate"]
     soft = {p for p in protocols.PROTOCOLS if protocols.get(p).labels == "soft"}
+    taught, epochs_t = set(grid.teachers(cfg)), grid.teacher_epochs(cfg)
     cells = Counter((c.model, c.ipc, c.dataset, c.protocol in soft) for c in grid.cells(cfg))
     for model in ev["nets"]:
         key = "convnet" if model == "convnet" else "resnet"
@@ -189,9 +190,7 @@ def grid_jobs(cfg: dict, f: dict, n_train_pc: int, n_test_pc: int, mfu: dict) ->
                     teacher = epochs * n * f[f"{model}_fwd"] if labels_soft else 0
                     return [(epochs * n * f[f"{model}_train"] + teacher + test, "tf32", key)]
                 add(f"evaluate {model} ipc{ipc}" + (" soft" if labels_soft else ""), jobs, parts)
-        teachers = {d: int((d, model) in grid.teachers(cfg)) for d in datasets}
-        epochs_t = ev.get("teacher", {}).get("epochs", ev["epochs_full"])
-        add(f"teacher {model}", teachers, lambda d, model=model, key=key: [
+        add(f"teacher {model}", {d: int((d, model) in taught) for d in datasets}, lambda d, model=model, key=key: [
             (epochs_t * n_train[d] * f[f"{model}_train"]
              + n_tests(epochs_t, ev["eval_every"]) * n_test_pc * ncls[d] * f[f"{model}_fwd"], "tf32", key)])
     # diversity: Table 1's distilled sets (not full, not DM), VAE-encoded at every IPC, and embedded by the

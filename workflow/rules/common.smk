@@ -144,20 +144,19 @@ def generator_inputs(*roles):
     return inputs
 
 
-def eval_params(wildcards):
-    """Every resolved hyper-parameter of one evaluation job: its protocol's (evaluate/protocols.py)."""
+def _eval_hp(model, protocol, epochs):
+    """Every resolved hyper-parameter of one evaluation: its protocol's (evaluate/protocols.py) and net's."""
     ev = config["evaluate"]
-    hp = protocols.resolve(ev, wildcards.protocol, grid.epochs_for(config, wildcards.ipc, wildcards.protocol))
-    hp["net"] = ev["nets"][wildcards.model]
-    return as_arg(hp)
+    return as_arg({**protocols.resolve(ev, protocol, epochs), "net": ev["nets"][model]})
+
+
+def eval_params(wildcards):
+    return _eval_hp(wildcards.model, wildcards.protocol, grid.epochs_for(config, wildcards.ipc, wildcards.protocol))
 
 
 def teacher_params(wildcards):
-    """The teacher's: the hard protocol on the whole training set (evaluate.teacher.epochs, else epochs_full)."""
-    ev = config["evaluate"]
-    hp = protocols.resolve(ev, protocols.HARD, ev.get("teacher", {}).get("epochs", ev["epochs_full"]))
-    hp["net"] = ev["nets"][wildcards.model]
-    return as_arg(hp)
+    """The teacher's: the hard protocol on the whole training set."""
+    return _eval_hp(wildcards.model, protocols.HARD, grid.teacher_epochs(config))
 
 
 def teacher_cell(wildcards):

@@ -256,6 +256,12 @@ def epochs_for(cfg: dict, ipc: str, protocol: str = protocols.HARD) -> int:
     raise ConfigError(f"evaluate.epochs: no entry covers IPC {ipc}")
 
 
+def teacher_epochs(cfg: dict) -> int:
+    """The soft protocol's teacher trains on the whole training set: evaluate.teacher.epochs, else Full's."""
+    ev = cfg["evaluate"]
+    return ev.get("teacher", {}).get("epochs", ev["epochs_full"])
+
+
 def datasets_prepared(cfg: dict) -> list[str]:
     """Every dataset a job reads: the tables' and, for the demo, the pretraining set."""
     used = set(datasets_used(cfg))

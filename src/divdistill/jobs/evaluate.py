@@ -40,10 +40,14 @@ def run(args) -> None:
     train_cfg = TrainConfig(**{k: v for k, v in hp.items() if k not in ("augment", "net")},
                             augment=AugmentConfig(**hp["augment"]))
     mlflow_cfg = tracking(args)
+
+    def make_net():  # the cell's test network (the teacher has the student's architecture)
+        return build_net(cell["model"], num_classes=len(meta["class_names"]), channels=meta["channels"],
+                         resolution=hp["resolution"], **hp["net"])
+
     teacher = None
     if args.teacher is not None:
-        teacher = build_net(cell["model"], num_classes=len(meta["class_names"]), channels=meta["channels"],
-                            resolution=hp["resolution"], **hp["net"])
+        teacher = make_net()
         teacher.load_state_dict(load_tensors(args.teacher)[0])
     for i, (seed, out) in enumerate(zip(args.seeds, args.out)):
         cell_s = {**cell, "seed": seed}
@@ -52,14 +56,13 @@ def run(args) -> None:
         else:
             tensors, _ = load_tensors(args.distilled[i])
             x, y = take_ipc(tensors["images"], tensors["labels"], int(cell["ipc"]), source=args.distilled[i])
-        name = ("teacher/" if cell.get("role") == "teacher" else "") + "/".join(str(cell[k]) for k in ("dataset", "method", "ipc", "model", "protocol")) + \
-            f"/distill{cell['distill_seed']}-seed{seed}"
+        name = "/".join(str(cell[k]) for k in ("dataset", "method", "ipc", "model", "protocol"))
+        name = ("teacher/" if cell.get("role") == "teacher" else "") + f"{name}/distill{cell['distill_seed']}-seed{seed}"
         t0 = time.perf_counter()
         with start_run(mlflow_cfg, "evaluate", name, {**cell_s, **hp, "num_train": len(y)},
                        tags={k: cell[k] for k in ("dataset", "method", "ipc", "model", "protocol", "role") if k in cell}) as run:
             seed_everything(seed)
-            net = build_net(cell["model"], num_classes=len(meta["class_names"]), channels=meta["channels"],
-                            resolution=hp["resolution"], **hp["net"])
+            net = make_net()
             res = train_and_test(net, x, y, test.images, test.labels, train_cfg, seed=seed,
                                  device=resolve(args.device),
                                  checkpoint_dir=None if args.checkpoints is None else Path(args.checkpoints) / f"seed{seed}",

@@ -18,7 +18,7 @@ from ..baselines.reported import SOURCES, reported
 from ..evaluate import protocols
 from ..evaluate.names import net_label
 from ..experiment import methods
-from ..experiment.grid import FULL_IPC, seeds_for, table_layout
+from ..experiment.grid import FULL_IPC, protocols_of, seeds_for, table_layout
 from .writer import markdown
 
 TABLE_TITLES = {
@@ -139,7 +139,7 @@ def _grid(cfg: dict, table: str, agg: dict, key: str) -> list[tuple[tuple, list[
 
 def _protocol_notes(cfg: dict, table: str, teachers: dict) -> list[str]:
     """What each of the table's protocols is and, for the soft ones, each teacher's test accuracy."""
-    used = list(dict.fromkeys(row[3] for row in table_layout(cfg, table)[0]))
+    used = protocols_of(cfg, table)
     if used == [protocols.HARD]:
         return []
     text = "Protocols (row groups; docs/protocol.md): " + "; ".join(f"{p}: {protocols.label(p)}" for p in used) + "."
