@@ -159,9 +159,10 @@ def digest(root) -> str:
 
 
 def register(datasets: dict) -> None:
-    """Add params.yaml's folder datasets to the registry (class names from the folders; labels 0..n-1,
-    the label space of a generator pretrained on them). A built-in name is never replaced (the config
-    check names the clash)."""
+    """Add params.yaml's folder datasets to the registry (class names from the folders; labels 0..n-1:
+    the label space of a generator pretrained on them, and the first n rows of the class table of one
+    pretrained on other classes, which fine-tuning learns, as DiffFit's code). A built-in name is never
+    replaced (the config check names the clash)."""
     for name, decl in (datasets or {}).items():
         if name in BUILTIN:
             continue

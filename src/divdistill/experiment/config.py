@@ -170,12 +170,32 @@ def folder_errors(cfg: dict) -> list[str]:
             print(f"datasets.{name}: {note}", file=sys.stderr)
         generative = any(name in t["datasets"] and methods.get(m).kind == "generative"
                          for t in cfg["tables"].values() for m in t["methods"] if m in methods.names())
-        pretrained = cfg["generator"]["pretrain"] and cfg["pretrain"]["dataset"] == name
-        if generative and not pretrained:
-            errors.append(f"datasets.{name}: its classes are not in the generator's label space: pretrain on it "
-                          f"(generator.pretrain: true, pretrain.dataset: {name}); new class rows for a pretrained "
-                          "DiT-XL/2 are not implemented yet")
+        if generative and not (cfg["generator"]["pretrain"] and cfg["pretrain"]["dataset"] == name):
+            errors += _class_rows(cfg, name)
     return errors
+
+
+def _class_rows(cfg: dict, name: str) -> list[str]:
+    """A folder's K classes take rows 0..K-1 of a generator pretrained on other classes (their labels,
+    data/folders.py), the rows DiffFit fine-tunes (docs/protocol.md): the table must hold K rows."""
+    import json
+    import sys
+
+    k = len(DATASETS[name].class_ids)
+    if cfg["generator"]["pretrain"]:
+        where, rows = f"pretrain.dataset {cfg['pretrain']['dataset']}", len(DATASETS[cfg["pretrain"]["dataset"]].class_ids)
+    else:
+        config = Path(cfg["generator"]["dit"]) / "config.json"
+        try:
+            where, rows = f"generator.dit {config}", int(json.loads(config.read_text())["num_embeds_ada_norm"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return []  # missing or damaged weights are named by missing_inputs, with how to obtain them
+    if k > rows:
+        return [f"datasets.{name}: {k} classes, but the generator's class table ({where}) holds {rows}"]
+    print(f"datasets.{name}: its {k} classes take rows 0..{k - 1} of the generator's class table ({where}); "
+          "methods that fine-tune learn them, the pretrained DiT's own samples (e.g. dit, mgd3, d4m) are "
+          "conditioned on rows trained for other classes", file=sys.stderr)
+    return []
 
 
 def evaluate_errors(cfg: dict) -> list[str]:
