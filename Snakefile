@@ -32,7 +32,7 @@ include: "workflow/rules/common.smk"
 wildcard_constraints:
     dataset="[a-z0-9-]+",
     method="[a-z0-9_.+-]+",  # sweep variants: ours-lambda_gen-0.032
-    ipc=rf"\d+|{grid.FULL_IPC}",
+    ipc=rf"\d+|{grid.ipc_label(None)}",  # None: Full
     model="[a-z0-9]+",
     seed=r"\d+",
     distill_seed=r"\d+",

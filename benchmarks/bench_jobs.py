@@ -39,7 +39,7 @@ TEST_IMAGES = DEMO["data"]["test_per_class"] * CLASSES
 
 
 def demo_epochs(ipc: int) -> int:
-    return epochs_for(DEMO, str(ipc))  # params.yaml evaluate.epochs: the first entry covering the IPC
+    return epochs_for(DEMO, ipc)  # params.yaml evaluate.epochs: the first entry covering the IPC
 
 
 def time_evaluate(ipc: int, px: int, epochs: int) -> dict:

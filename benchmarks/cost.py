@@ -177,7 +177,7 @@ def grid_jobs(cfg: dict, f: dict, n_train_pc: int, n_test_pc: int, mfu: dict) ->
     cells = Counter((c.model, c.ipc, c.dataset, c.protocol in soft) for c in grid.cells(cfg))
     for model in ev["nets"]:
         key = "convnet" if model == "convnet" else "resnet"
-        for ipc in [str(i) for i in cfg["ipc"]] + [grid.FULL_IPC]:
+        for ipc in [*cfg["ipc"], None]:  # None: Full, the whole training set
             for labels_soft in (False, True):
                 jobs = {d: cells[(model, ipc, d, labels_soft)] for d in datasets}
                 if not any(jobs.values()):
@@ -185,11 +185,11 @@ def grid_jobs(cfg: dict, f: dict, n_train_pc: int, n_test_pc: int, mfu: dict) ->
                 epochs = grid.epochs_for(cfg, ipc, "soft" if labels_soft else "hard")
 
                 def parts(d, ipc=ipc, epochs=epochs, model=model, key=key, labels_soft=labels_soft):
-                    n = n_train[d] if ipc == grid.FULL_IPC else int(ipc) * ncls[d]
+                    n = n_train[d] if ipc is None else ipc * ncls[d]
                     test = n_tests(epochs, ev["eval_every"]) * n_test_pc * ncls[d] * f[f"{model}_fwd"]
                     teacher = epochs * n * f[f"{model}_fwd"] if labels_soft else 0
                     return [(epochs * n * f[f"{model}_train"] + teacher + test, "tf32", key)]
-                add(f"evaluate {model} ipc{ipc}" + (" soft" if labels_soft else ""), jobs, parts)
+                add(f"evaluate {model} ipc{grid.ipc_label(ipc)}" + (" soft" if labels_soft else ""), jobs, parts)
         add(f"teacher {model}", {d: int((d, model) in taught) for d in datasets}, lambda d, model=model, key=key: [
             (epochs_t * n_train[d] * f[f"{model}_train"]
              + n_tests(epochs_t, ev["eval_every"]) * n_test_pc * ncls[d] * f[f"{model}_fwd"], "tf32", key)])
@@ -321,7 +321,7 @@ def main():
         mine = Counter()
         for r in rows:  # Full's evaluations have their own rule (evaluate_full: its seeds may differ)
             kind = r["type"].split()[0]
-            mine["evaluate_full" if kind == "evaluate" and r["type"].endswith(grid.FULL_IPC) else kind] += r["jobs"]
+            mine["evaluate_full" if kind == "evaluate" and r["type"].endswith(grid.ipc_label(None)) else kind] += r["jobs"]
         cpu_only = sum(n for k, n in counts.items() if k != "total") - sum(mine.values())
         print("\nCross-check against `snakemake -n all --configfile ...` job stats "
               f"(snakemake total {counts.get('total')} = "

@@ -70,7 +70,7 @@ def test_own_method_gets_its_column_in_table3_and_figure4(extended, tmp_path):
     for i, c in enumerate(grid.cells(cfg)):  # a made-up accuracy per evaluation
         acc = 0.30 + 0.01 * (i % 7) + (0.2 if names.base_method(c.method) == METHOD else 0.0)
         path = tmp_path / c.path
-        write_json(path, {"cell": {**vars(c)}, "test_acc": acc, "best_test_acc": acc, "run_id": f"r{i}",
+        write_json(path, {"cell": {**vars(c), "ipc": grid.ipc_label(c.ipc)}, "test_acc": acc, "best_test_acc": acc, "run_id": f"r{i}",
                           "curve": [{"epoch": 1, "train_loss": 1.0, "test_acc": acc}]})
         paths.append(str(path))
     out = tmp_path / "reports"

@@ -163,10 +163,10 @@ def test_scores_pair_seeds_and_use_fulls_mean():
     """Per seed, from the table's cells: Full's hard accuracy is the mean over its seeds (80 here)."""
     cfg = {"seeds": [0, 1], "ipc": [10], "evaluate": {"protocols": ["hard", "soft", "soft-noaug"]},
            "tables": {"table1": {"datasets": ["d"], "methods": ["random", "ours", "full"], "models": ["convnet"]}}}
-    agg = _agg({("full", "all", "hard"): [78.0, 82.0], ("ours", "10", "hard"): [40.0, 50.0],
-                ("ours", "10", "soft"): [60.0, 62.0], ("random", "10", "soft"): [50.0, 55.0],
-                ("random", "10", "hard"): [45.0, 45.0], ("ours", "10", "soft-noaug"): [30.0, 35.0],
-                ("random", "10", "soft-noaug"): [32.0, 30.0]})
+    agg = _agg({("full", None, "hard"): [78.0, 82.0], ("ours", 10, "hard"): [40.0, 50.0],
+                ("ours", 10, "soft"): [60.0, 62.0], ("random", 10, "soft"): [50.0, 55.0],
+                ("random", 10, "hard"): [45.0, 45.0], ("ours", 10, "soft-noaug"): [30.0, 35.0],
+                ("random", 10, "soft-noaug"): [32.0, 30.0]})
     assert robust.scores_of(cfg, "table1") == ["lrs", "ars-soft"]
     found = {(r["score"], r["method"]): r for r in robust.scores(cfg, agg)}
     assert found[("lrs", "ours")]["values"] == pytest.approx([robust.lrs(0.8, 0.4, 0.6, 0.5),

@@ -49,7 +49,7 @@ def test_smoke_dag_with_8_cores_tracks_every_run(smoke):
     for r in rows:
         method = "ours" if float(r["value"]) == cfg["finetune"]["lambda_gen"] else f"ours-lambda_gen-{r['value']}"
         accs = [json.loads((project / c.path).read_text())["test_acc"] for c in cells
-                if c.method == method and c.ipc == str(cfg["ipc"][0]) and c.dataset == cfg["sweeps"]["dataset"]
+                if c.method == method and c.ipc == cfg["ipc"][0] and c.dataset == cfg["sweeps"]["dataset"]
                 and c.protocol == "hard"]
         assert len(accs) == int(r["seeds"]) == len(cfg["seeds"])
         assert abs(float(r["test_acc"]) - 100 * sum(accs) / len(accs)) < 1e-3
@@ -102,9 +102,11 @@ def test_smoke_dag_with_8_cores_tracks_every_run(smoke):
     for c in cells:
         res = json.loads((project / c.path).read_text())
         r = by_id[res["run_id"]]
-        assert r.data.tags["mlflow.parentRunId"] == parent_of[(c.dataset, c.method, c.ipc, c.model, c.protocol)]
+        # MLflow holds the ipc as text ("2", "all")
+        assert r.data.tags["mlflow.parentRunId"] == parent_of[(c.dataset, c.method, grid.ipc_label(c.ipc), c.model,
+                                                                c.protocol)]
         assert tuple(r.data.params[k] for k in ("dataset", "method", "ipc", "distill_seed", "seed", "protocol")) == (
-            c.dataset, c.method, c.ipc, str(c.distill_seed), str(c.seed), c.protocol)
+            c.dataset, c.method, grid.ipc_label(c.ipc), str(c.distill_seed), str(c.seed), c.protocol)
         assert len(client.get_metric_history(r.info.run_id, "train_loss")) == res["params"]["epochs"]
     # the generator's jobs: one run each, in their own experiments, with the losses logged separately
     finetunes = {(c.dataset, c.method, c.distill_seed) for c in cells if methods.get(names.base_method(c.method)).finetuned}
@@ -192,8 +194,8 @@ def test_three_runs_against_one_database_no_lock_no_duplicate_no_running(smoke):
 
     def cell_of(r):
         p = r.data.params
-        return grid.Cell(p["dataset"], p["method"], p["ipc"], p["model"], int(p["distill_seed"]), int(p["seed"]),
-                         p["protocol"])
+        return grid.Cell(p["dataset"], p["method"], grid.parse_ipc(p["ipc"]), p["model"], int(p["distill_seed"]),
+                         int(p["seed"]), p["protocol"])
 
     def seed_runs():
         return [r for r in runs("evaluate") if r.data.tags.get("divdistill.parent") != "1"

@@ -22,12 +22,12 @@ RESULTS = [_result("random", "10", s, a, a + 0.05) for s, a in enumerate([0.40, 
 
 def test_aggregate_mean_and_sample_std():
     agg = aggregate(RESULTS)
-    r = agg[("d", "random", "10", "convnet", "hard")]
+    r = agg[("d", "random", 10, "convnet", "hard")]  # the files' ipc text as the value: 10, Full's None
     # mean of 40, 50, 60 is 50; sample std sqrt(((-10)^2 + 0 + 10^2) / 2) = 10
     assert abs(r["mean"] - 50.0) < 1e-9 and abs(r["std"] - 10.0) < 1e-9
     assert abs(r["best_mean"] - 55.0) < 1e-9
     assert r["run_ids"] == ["random0", "random1", "random2"] and r["n"] == 3
-    f = agg[("d", "full", "all", "convnet", "hard")]
+    f = agg[("d", "full", None, "convnet", "hard")]
     assert abs(f["mean"] - 92.0) < 1e-9 and abs(f["std"] - 2.0) < 1e-9
 
 
@@ -59,12 +59,12 @@ def test_paper_table1_marks_reported_idc1_and_minimax_beside_our_runs():
     """Table 1 of config/paper.yaml rendered from fake ImageWoof results: the published IDC-1 and
     Minimax numbers (SPEC section 3) sit in their own columns, marked and cited, next to our runs."""
     from divdistill.experiment.config import load
-    from divdistill.experiment.grid import cells
+    from divdistill.experiment.grid import cells, ipc_label
 
     from .conftest import ROOT
 
     cfg = load(ROOT / "config" / "paper.yaml")
-    fake = [{"cell": {"dataset": c.dataset, "method": c.method, "ipc": c.ipc, "model": c.model,
+    fake = [{"cell": {"dataset": c.dataset, "method": c.method, "ipc": ipc_label(c.ipc), "model": c.model,
                       "distill_seed": c.distill_seed, "seed": c.seed, "protocol": c.protocol},
              "test_acc": 0.30 + 0.01 * c.seed, "best_test_acc": 0.35, "run_id": "r", "curve": []}
             for c in cells(cfg) if c.dataset == "imagewoof"]
@@ -114,7 +114,7 @@ def test_figure4_series_and_files(tmp_path):
                                 "curve": []})
     series = figure4(cfg, aggregate(results), tmp_path / "f4.png", tmp_path / "f4.pdf")
     assert list(series) == ["lambda_gen"]
-    pts = series["lambda_gen"]["10"]
+    pts = series["lambda_gen"][10]
     # x sorted; mean of (a, a + 0.02) in %; sample std of two values 0.02 apart = 1.414 points
     assert [p[0] for p in pts] == [0.002, 0.008, 0.032]
     assert [round(p[1], 6) for p in pts] == [41.0, 51.0, 61.0] and abs(pts[0][2] - 2 ** 0.5) < 1e-9
@@ -217,16 +217,16 @@ def test_paired_ours_vs_minimax_marker_notes_and_comparisons_table():
     rows = compare.comparisons(MARKS_CFG, agg)
     got = {(r["a"], r["b"], r["ipc"]) for r in rows}
     # the headline pairs present in the table, then each generative method against Random
-    assert ("ours", "minimax", "10") in got and ("ours", "dit", "10") in got and ("minimax", "dit", "20") in got
-    assert ("dit", "random", "10") in got and ("ours", "random", "50") in got
-    assert ("ours", "dit", "50") not in got  # DiT has no run at IPC 50
-    r = compare.find(rows, "table1", "imagewoof", "10", "resnetap10", "hard", "ours", "minimax")
+    assert ("ours", "minimax", 10) in got and ("ours", "dit", 10) in got and ("minimax", "dit", 20) in got
+    assert ("dit", "random", 10) in got and ("ours", "random", 50) in got
+    assert ("ours", "dit", 50) not in got  # DiT has no run at IPC 50
+    r = compare.find(rows, "table1", "imagewoof", 10, "resnetap10", "hard", "ours", "minimax")
     assert r["n"] == 3 and r["pairing"] == "seed" and abs(r["mean"] - 17 / 3) < 1e-9
     page = compare.render_markdown(rows, METHOD_LABELS, MODEL_LABELS)
     assert "| table1 | imagewoof | 10 | ResNetAP-10 | hard | Ours − Minimax | 3 | +5.7 | [+4.2, +7.1] |" in page
     tree = compare.metrics_tree(rows)["table1"]["imagewoof"]["ours-vs-minimax"]
     assert tree["ipc10"]["resnetap10"]["hard"]["diff"] == 5.667 and tree["ipc50"]["resnetap10"]["hard"]["p"] is None
-    assert compare.parent_metrics(rows, "imagewoof", "ours", "10", "resnetap10", "hard")["vs_minimax_diff"] == r["mean"]
+    assert compare.parent_metrics(rows, "imagewoof", "ours", 10, "resnetap10", "hard")["vs_minimax_diff"] == r["mean"]
     assert "\\begin{tabular}" in compare.render_latex(rows, METHOD_LABELS, MODEL_LABELS)
     html_page = compare.render_html(rows, METHOD_LABELS, MODEL_LABELS)
     parser = _Balanced()
@@ -272,7 +272,7 @@ def test_html_is_well_formed_and_names_the_runs_of_each_cell():
     assert "<b>38.0 ± 1.0</b>" in page and "<b>91.0" not in page and parser.links == []
     assert page.count("<sup") == 1  # Ours at IPC 10
     # with the cells' MLflow parent runs known, each of our cells links to its parent
-    parents = {("imagewoof", "ours", "10", "resnetap10", "hard"): "abc123"}
+    parents = {("imagewoof", "ours", 10, "resnetap10", "hard"): "abc123"}
     linked = _Balanced()
     linked.feed(render_html(MARKS_CFG, "table1", agg, {"experiment_id": "7", "parents": parents}))
     assert linked.stack == [] and "http://127.0.0.1:5000/#/experiments/7/runs/abc123" in linked.links

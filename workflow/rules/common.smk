@@ -151,7 +151,8 @@ def _eval_hp(model, protocol, epochs):
 
 
 def eval_params(wildcards):
-    return _eval_hp(wildcards.model, wildcards.protocol, grid.epochs_for(config, wildcards.ipc, wildcards.protocol))
+    epochs = grid.epochs_for(config, grid.parse_ipc(wildcards.ipc), wildcards.protocol)
+    return _eval_hp(wildcards.model, wildcards.protocol, epochs)
 
 
 def teacher_params(wildcards):
@@ -160,7 +161,7 @@ def teacher_params(wildcards):
 
 
 def teacher_cell(wildcards):
-    return as_arg({"dataset": wildcards.dataset, "method": "full", "ipc": grid.FULL_IPC, "model": wildcards.model,
+    return as_arg({"dataset": wildcards.dataset, "method": "full", "ipc": grid.ipc_label(None), "model": wildcards.model,
                    "protocol": protocols.HARD, "distill_seed": 0, "role": "teacher"})
 
 
@@ -170,6 +171,7 @@ def eval_seeds(wildcards) -> list[int]:
 
 
 def eval_cell(wildcards):
+    # the ipc as its text ("10", "all"): so the result files and the MLflow runs hold it
     return as_arg({"dataset": wildcards.dataset, "method": wildcards.method, "ipc": wildcards.ipc,
                    "model": wildcards.model, "protocol": wildcards.protocol, "distill_seed": int(wildcards.distill_seed)})
 
@@ -182,7 +184,7 @@ def eval_inputs(wildcards):
         inputs["teacher"] = grid.TEACHER_NET.format(**wildcards)
     if methods.get(names.base_method(wildcards.method)).kind != "upper_bound":
         inputs["distilled"] = [grid.distilled(wildcards.dataset, wildcards.method, wildcards.distill_seed, s,
-                                              wildcards.ipc) for s in eval_seeds(wildcards)]
+                                              grid.parse_ipc(wildcards.ipc)) for s in eval_seeds(wildcards)]
     return inputs
 
 

@@ -46,7 +46,7 @@ rule evaluate:
 
 use rule evaluate as evaluate_full with:
     wildcard_constraints:
-        ipc=grid.FULL_IPC,
+        ipc=grid.ipc_label(None),
         protocol=protocols.HARD,
     output:
         EVAL_OUTPUT_FULL,

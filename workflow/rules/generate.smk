@@ -166,7 +166,7 @@ use rule sample as sample_per_ipc with:
         method=names.generative_method_pattern(per_ipc=True),
     params:
         p=sample_params,
-        ipc=lambda wc: int(wc.ipc),
+        ipc=lambda wc: grid.parse_ipc(wc.ipc),
         data=data_dir,
         vae=GEN["vae_decoder"],
         dit=generator_dir,

@@ -35,13 +35,13 @@ REPORTED: dict[tuple[str, str, str], tuple[str, dict[int, tuple[float, float | N
 REPORTED_METHODS = ("idc-1", "minimax", "mgd3")
 
 
-def reported(dataset: str, method: str, model: str, ipc) -> tuple[float, float | None, str] | None:
+def reported(dataset: str, method: str, model: str, ipc: int | None) -> tuple[float, float | None, str] | None:
     """(mean, std, source key) of a published figure, or None when no source gives one."""
     entry = REPORTED.get((dataset, method, model))
     if entry is None:
         return None
     source, by_ipc = entry
     value = by_ipc.get(0)  # Full: one figure for every IPC row
-    if value is None and str(ipc).isdigit():
-        value = by_ipc.get(int(ipc))
+    if value is None and ipc is not None:
+        value = by_ipc.get(ipc)
     return None if value is None else (value[0], value[1], source)

@@ -3,7 +3,11 @@
 The Snakefile's rules and the Python code (tables, study, cost model) import both from here.
 Templates use Snakemake's wildcard syntax, which is also ``str.format``'s:
 
-    EVAL.format(dataset="fashion-hard", method="ours", ipc="10", model="convnet", distill_seed=0, seed=3)
+    EVAL.format(dataset="fashion-hard", method="ours", ipc=10, model="convnet", distill_seed=0, seed=3)
+
+An ``ipc`` (images per class) is an int for every distilled set and None for Full, the upper bound
+(the whole training set); ``ipc_label`` writes it as text ("10", "all": paths and wildcards, table
+cells, metrics keys, MLflow tags) and ``parse_ipc`` reads such text back.
 """
 
 from __future__ import annotations
@@ -12,12 +16,26 @@ from dataclasses import dataclass
 
 from ..evaluate import protocols
 from . import methods
-from .methods import FULL_IPC
 from .names import SWEEP_KEYS, base_method, variant_name
 
 
 class ConfigError(ValueError):
     """params.yaml is at fault; the message names the key."""
+
+
+# ----------------------------------------------------------------------------- ipc
+
+_FULL_LABEL = "all"  # Full's ipc as text: its wildcard (results/eval/.../full/ipcall/...), its table cells
+
+
+def ipc_label(ipc: int | None) -> str:
+    """An ipc as text: "10", or "all" for Full (None)."""
+    return _FULL_LABEL if ipc is None else str(ipc)
+
+
+def parse_ipc(text: str | int) -> int | None:
+    """An ipc wildcard or result file's ipc ("10", "all") as the value: int, or None for Full."""
+    return None if text == _FULL_LABEL else int(text)
 
 
 # ----------------------------------------------------------------------------- paths
@@ -78,11 +96,11 @@ STUDY = "reports/study"
 TABLE_EXTS = ("md", "tex", "html")
 
 
-def distilled(dataset: str, method: str, distill_seed: int, seed: int, ipc=None) -> str:
+def distilled(dataset: str, method: str, distill_seed: int, seed: int, ipc: int | None = None) -> str:
     """A distilled set's file; a synthesis method (DM) and a k-means sampler (MGD³, D⁴M) have one per IPC."""
     kw = dict(dataset=dataset, method=method, distill_seed=distill_seed, seed=seed)
     per_ipc = methods.get(base_method(method)).per_ipc
-    return DISTILLED_PER_IPC.format(ipc=ipc, **kw) if per_ipc else DISTILLED.format(**kw)
+    return DISTILLED_PER_IPC.format(ipc=ipc_label(ipc), **kw) if per_ipc else DISTILLED.format(**kw)
 
 
 def _finetuned(method: str) -> bool:
@@ -98,7 +116,7 @@ class Cell:
 
     dataset: str
     method: str
-    ipc: str  # "10", "20", ... or FULL_IPC
+    ipc: int | None  # images per class; None: Full, the whole training set
     model: str
     distill_seed: int  # the fine-tuning's seed; 0 for methods that fine-tune nothing
     seed: int
@@ -106,11 +124,11 @@ class Cell:
 
     @property
     def path(self) -> str:
-        return EVAL.format(**vars(self))
+        return EVAL.format(**{**vars(self), "ipc": ipc_label(self.ipc)})
 
 
-def ipcs_for(cfg: dict, method: str) -> list[str]:
-    return [FULL_IPC] if method == "full" else [str(i) for i in cfg["ipc"]]
+def ipcs_for(cfg: dict, method: str) -> list[int | None]:
+    return [None] if method == "full" else list(cfg["ipc"])
 
 
 def seeds_for(cfg: dict, method: str) -> list[int]:
@@ -153,7 +171,7 @@ def sweep_cells(cfg: dict) -> list[Cell]:
     sw = cfg.get("sweeps")
     if not sw:
         return []
-    return [Cell(sw["dataset"], m, str(ipc), sw["model"], ds, seed)
+    return [Cell(sw["dataset"], m, ipc, sw["model"], ds, seed)
             for _, _, m in sweep_points(cfg) for ipc in cfg["ipc"]
             for ds in distill_seeds_for(cfg, m) for seed in seeds_for(cfg, m)]
 
@@ -189,7 +207,7 @@ def study_cells(cfg: dict) -> list[Cell]:
     st = cfg.get("study")
     if not st:
         return []
-    return [Cell(st["dataset"], p["name"], str(ipc), st["model"], ds, seed)
+    return [Cell(st["dataset"], p["name"], ipc, st["model"], ds, seed)
             for p in study_points(cfg) for ipc in cfg["ipc"]
             for ds in study_distill_seeds(cfg, p["name"]) for seed in cfg["seeds"]]
 
@@ -205,7 +223,7 @@ def table_layout(cfg: dict, table: str):
             columns.append((m, False))
         if m in t.get("reported", []):
             columns.append((m, True))
-    rows = [(d, str(ipc), model, p) for p in protocols_of(cfg, table)
+    rows = [(d, ipc, model, p) for p in protocols_of(cfg, table)
             for d in t["datasets"] for ipc in cfg["ipc"] for model in t["models"]]
     return rows, columns
 
@@ -242,16 +260,16 @@ def datasets_used(cfg: dict) -> list[str]:
     return sorted(used)
 
 
-def epochs_for(cfg: dict, ipc: str, protocol: str = protocols.HARD) -> int:
-    """The evaluation's epochs at an IPC: the soft protocols' own table when evaluate.soft has one."""
+def epochs_for(cfg: dict, ipc: int | None, protocol: str = protocols.HARD) -> int:
+    """The evaluation's epochs at an IPC (None: Full's): the soft protocols' own table when evaluate.soft has one."""
     ev = cfg["evaluate"]
-    if ipc == FULL_IPC:
+    if ipc is None:
         return ev["epochs_full"]
     table = ev["epochs"]
     if protocols.get(protocol).labels == "soft":
         table = ev["soft"].get("epochs", table)
     for rule in table:  # sorted by max_ipc: the first rule that covers the IPC
-        if int(ipc) <= rule["max_ipc"]:
+        if ipc <= rule["max_ipc"]:
             return rule["epochs"]
     raise ConfigError(f"evaluate.epochs: no entry covers IPC {ipc}")
 

@@ -35,7 +35,6 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 KINDS = ("selection", "synthesis", "generative", "upper_bound", "reported")
-FULL_IPC = "all"  # the ipc wildcard of the upper bound: the whole training set
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ def run(args) -> None:
     from ..baselines.features import embed, load_feature_net
     from ..data.datasets import load_split, take_ipc
     from ..runtime.device import resolve
+    from ..experiment.grid import ipc_label
     from ..evaluate.diversity import (
         PRDC_K,
         coverage,
@@ -63,6 +64,6 @@ def run(args) -> None:
                 m = {"similarity": within_class_similarity(z, y), "coverage": coverage(real, train.labels, z, y),
                      **{f"prdc_{k}": v for k, v in prdc(real_feats, embed_(x), PRDC_K, real_radius).items()}}
                 run.log_metrics({f"{k}_seed{meta.get('seed')}": v for k, v in m.items()}, step=ipc)
-                out["ipc"][str(ipc)] = m
+                out["ipc"][ipc_label(ipc)] = m
             write_json(out_path, {**out, "run_id": run.run_id})
             keep(out_path, run.run_id)

@@ -27,10 +27,12 @@ def run(args) -> None:
     from ..runtime.device import resolve
     from ..evaluate.nets import build_net
     from ..evaluate.trainer import TrainConfig, seed_everything, train_and_test
+    from ..experiment.grid import parse_ipc
     from ..io import keep, load_tensors, save_tensors, write_json
     from ..tracking.runs import start_run
 
     imported(args.threads)
+    # the cell as the rule wrote it (its ipc as text, "10" or "all": so the result files and MLflow hold it)
     cell, hp = {"protocol": "hard", **json_arg(args.cell)}, json_arg(args.params)  # the rules pass the protocol
     full = cell["method"] == "full"
     pair_up({"--seeds": args.seeds, "--out": args.out, **({} if full else {"--distilled": args.distilled or []}),
@@ -55,7 +57,7 @@ def run(args) -> None:
             x, y = train.images, train.labels
         else:
             tensors, _ = load_tensors(args.distilled[i])
-            x, y = take_ipc(tensors["images"], tensors["labels"], int(cell["ipc"]), source=args.distilled[i])
+            x, y = take_ipc(tensors["images"], tensors["labels"], parse_ipc(cell["ipc"]), source=args.distilled[i])
         name = "/".join(str(cell[k]) for k in ("dataset", "method", "ipc", "model", "protocol"))
         name = ("teacher/" if cell.get("role") == "teacher" else "") + f"{name}/distill{cell['distill_seed']}-seed{seed}"
         t0 = time.perf_counter()

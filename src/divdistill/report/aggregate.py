@@ -11,15 +11,16 @@ from pathlib import Path
 import numpy as np
 
 from ..evaluate.protocols import HARD
-from ..experiment.grid import sweep_cells, table_cells
+from ..experiment.grid import ipc_label, parse_ipc, sweep_cells, table_cells
 from ..io import atomic_path
 
 KEY = ("dataset", "method", "ipc", "model", "protocol")  # an aggregate's key, a table cell's MLflow tags
 
 
 def cell_key(c: dict) -> tuple:
-    """A result's cell as an aggregate key (results written before the protocol axis are hard's)."""
-    return (c["dataset"], c["method"], str(c["ipc"]), c["model"], c.get("protocol", HARD))
+    """A result's cell as an aggregate key: its ipc read back from the file's text ("10", "all"); results
+    written before the protocol axis are hard's."""
+    return (c["dataset"], c["method"], parse_ipc(c["ipc"]), c["model"], c.get("protocol", HARD))
 
 
 def aggregate(results: list[dict]) -> dict[tuple, dict]:
@@ -72,8 +73,9 @@ def parent_cells(cfg: dict, agg: dict, compared: list[dict] = (), scores: list[d
         if a is None:
             continue
         d, m, ipc, model, protocol = key
-        out.append({"name": f"{names[0]}/{d}/{m}/ipc{ipc}/{model}/{protocol}",
-                    "tags": {**dict(zip(KEY, key)), "table": names[0], "tables": ",".join(names)},
+        out.append({"name": f"{names[0]}/{d}/{m}/ipc{ipc_label(ipc)}/{model}/{protocol}",
+                    "tags": {**dict(zip(KEY, key)), "ipc": ipc_label(ipc),  # MLflow tags are text
+                             "table": names[0], "tables": ",".join(names)},
                     "metrics": {**{k: a[k] for k in ("mean", "std", "best_mean", "best_std", "n")},
                                 **parent_metrics(compared, *key),
                                 **(score_metrics(scores, d, m, ipc, model) if protocol == HARD else {})},
@@ -89,7 +91,7 @@ def metrics_tree(cfg: dict, agg: dict) -> dict:
             a = agg.get(_key(c))
             if a is not None:
                 node = tree.setdefault(table, {}).setdefault(c.dataset, {}).setdefault(c.method, {})
-                node.setdefault(f"ipc{c.ipc}", {}).setdefault(c.model, {})[c.protocol] = {
+                node.setdefault(f"ipc{ipc_label(c.ipc)}", {}).setdefault(c.model, {})[c.protocol] = {
                     "mean": round(a["mean"], 3), "std": round(a["std"], 3),
                     **({"train_loss": round(a["loss_mean"], 4)} if a["loss_mean"] is not None else {})}
     return tree
@@ -100,7 +102,7 @@ def write_curves(results: list[dict], out_dir) -> None:
     groups = defaultdict(list)
     for r in results:
         d, m, ipc, model, protocol = cell_key(r["cell"])
-        groups[f"{d}-{m}-ipc{ipc}-{model}-{protocol}"].append(r["curve"])
+        groups[f"{d}-{m}-ipc{ipc_label(ipc)}-{model}-{protocol}"].append(r["curve"])
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     for name, curves in sorted(groups.items()):
@@ -123,7 +125,7 @@ def write_sweeps(series: dict, out_dir) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     for key, by_ipc in series.items():
         for ipc, points in by_ipc.items():
-            with atomic_path(out_dir / f"{key}-ipc{ipc}.csv") as tmp, open(tmp, "w", newline="") as f:
+            with atomic_path(out_dir / f"{key}-ipc{ipc_label(ipc)}.csv") as tmp, open(tmp, "w", newline="") as f:
                 w = csv.writer(f)
                 w.writerow(["value", "test_acc", "test_acc_std", "seeds"])
                 w.writerows([value, round(mean, 3), round(std, 3), n] for value, mean, std, n in points)

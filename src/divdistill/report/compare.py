@@ -13,7 +13,7 @@ from __future__ import annotations
 
 
 from ..experiment import methods
-from ..experiment.grid import table_layout  # the table's rows, as the tables print them
+from ..experiment.grid import ipc_label, table_layout  # the table's rows, as the tables print them
 from .stats import ALPHA, POWER, pair_up, paired
 from .writer import document
 
@@ -55,7 +55,7 @@ def comparisons(cfg: dict, agg: dict) -> list[dict]:
     return out
 
 
-def find(rows: list[dict], table: str, dataset: str, ipc: str, model: str, protocol: str, a: str,
+def find(rows: list[dict], table: str, dataset: str, ipc: int, model: str, protocol: str, a: str,
          b: str) -> dict | None:
     return next((r for r in rows if (r["table"], r["dataset"], r["ipc"], r["model"], r["protocol"], r["a"], r["b"])
                  == (table, dataset, ipc, model, protocol, a, b)), None)
@@ -74,8 +74,8 @@ def _p(p) -> str:
 
 
 def _cols(r: dict, labels: dict, models: dict) -> list[str]:
-    return [r["table"], r["dataset"], r["ipc"], models[r["model"]], r["protocol"], f"{labels[r['a']]} − {labels[r['b']]}",
-            str(r["n"]), _num(r["mean"]), _ci(r["ci_low"], r["ci_high"]), _ci(r["boot_low"], r["boot_high"]),
+    return [r["table"], r["dataset"], ipc_label(r["ipc"]), models[r["model"]], r["protocol"],
+            f"{labels[r['a']]} − {labels[r['b']]}", str(r["n"]), _num(r["mean"]), _ci(r["ci_low"], r["ci_high"]), _ci(r["boot_low"], r["boot_high"]),
             _p(r["p"]), _num(r["mdd"], ".1f")]
 
 
@@ -124,14 +124,14 @@ def metrics_tree(rows: list[dict]) -> dict:
     tree: dict = {}
     for r in rows:
         node = tree.setdefault(r["table"], {}).setdefault(r["dataset"], {}).setdefault(f"{r['a']}-vs-{r['b']}", {})
-        node.setdefault(f"ipc{r['ipc']}", {}).setdefault(r["model"], {})[r["protocol"]] = {
+        node.setdefault(f"ipc{ipc_label(r['ipc'])}", {}).setdefault(r["model"], {})[r["protocol"]] = {
             k: (None if r[src] is None else round(r[src], 3 if k != "p" else 4))
             for k, src in (("diff", "mean"), ("ci_low", "ci_low"), ("ci_high", "ci_high"), ("p", "p"),
                            ("mdd", "mdd"))} | {"n": r["n"]}
     return tree
 
 
-def parent_metrics(rows: list[dict], dataset: str, method: str, ipc: str, model: str,
+def parent_metrics(rows: list[dict], dataset: str, method: str, ipc: int | None, model: str,
                    protocol: str) -> dict[str, float]:
     """Metrics for method's table-cell run: vs_<b>_{diff,ci_low,ci_high,p,mdd} of each comparison with
     method as A (only defined values)."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 import shlex
 from pathlib import Path
 
-from ..experiment.grid import sweep_cells, table_cells
+from ..experiment.grid import ipc_label, sweep_cells, table_cells
 from ..io import DamagedFile, read_json, sha256_file
 
 REBUILD = "snakemake --cores 2 --forcerun parents render -- all"  # missing inputs are made again first
@@ -23,7 +23,8 @@ def _groups(cfg: dict) -> dict[str, dict[str, list[str]]]:
     pairs = [(table, c) for table in cfg["tables"] for c in table_cells(cfg, table)]
     pairs += [("figure4", c) for c in sweep_cells(cfg)]
     for table, c in pairs:
-        paths = out.setdefault(table, {}).setdefault(f"{c.dataset}/{c.method}/{c.ipc}/{c.model}/{c.protocol}", [])
+        cell = f"{c.dataset}/{c.method}/{ipc_label(c.ipc)}/{c.model}/{c.protocol}"
+        paths = out.setdefault(table, {}).setdefault(cell, [])
         if c.path not in paths:
             paths.append(c.path)
     return out

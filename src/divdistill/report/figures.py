@@ -17,7 +17,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
 from ..evaluate.protocols import HARD  # noqa: E402
-from ..experiment.grid import sweep_points  # noqa: E402
+from ..experiment.grid import ipc_label, sweep_points  # noqa: E402
 from ..io import atomic_path  # noqa: E402
 
 # savefig metadata: PDFs without a creation date, so a re-render of the same numbers is the same file
@@ -29,15 +29,15 @@ AXIS_LABELS = {
 }
 
 
-def sweep_series(cfg: dict, agg: dict) -> dict[str, dict[str, list[tuple]]]:
+def sweep_series(cfg: dict, agg: dict) -> dict[str, dict[int, list[tuple]]]:
     """key -> ipc -> [(value, mean, std, n)] sorted by value, from ``tables.aggregate`` output."""
     sw = cfg["sweeps"]
-    out: dict[str, dict[str, list[tuple]]] = {}
+    out: dict[str, dict[int, list[tuple]]] = {}
     for key, value, method in sweep_points(cfg):
         for ipc in cfg["ipc"]:
-            a = agg.get((sw["dataset"], method, str(ipc), sw["model"], HARD))
+            a = agg.get((sw["dataset"], method, ipc, sw["model"], HARD))
             if a is not None:
-                out.setdefault(key, {}).setdefault(str(ipc), []).append((value, a["mean"], a["std"], a["n"]))
+                out.setdefault(key, {}).setdefault(ipc, []).append((value, a["mean"], a["std"], a["n"]))
     for by_ipc in out.values():
         for series in by_ipc.values():
             series.sort()
@@ -51,9 +51,9 @@ def figure4(cfg: dict, agg: dict, out_png, out_pdf) -> dict:
     fig, axes = plt.subplots(1, max(1, len(keys)), figsize=(4.2 * max(1, len(keys)), 3.6), squeeze=False)
     sw = cfg["sweeps"]
     for ax, key in zip(axes[0], keys):
-        for ipc, pts in sorted(series[key].items(), key=lambda kv: int(kv[0])):
+        for ipc, pts in sorted(series[key].items()):
             xs, ms, ss = [p[0] for p in pts], [p[1] for p in pts], [p[2] for p in pts]
-            ax.errorbar(xs, ms, yerr=ss, marker="o", capsize=3, label=f"IPC {ipc}")
+            ax.errorbar(xs, ms, yerr=ss, marker="o", capsize=3, label=f"IPC {ipc_label(ipc)}")
         ax.axvline(cfg["finetune"][key], color="0.6", lw=0.8, ls="--")  # the params.yaml value
         values = sorted({p[0] for pts in series[key].values() for p in pts})
         if values[-1] > 8 * values[0] > 0:  # factor steps: even spacing on a log axis

@@ -6,7 +6,7 @@ import html
 
 from ..baselines.reported import SOURCES
 from ..evaluate.names import net_label
-from ..experiment.grid import table_layout
+from ..experiment.grid import ipc_label, table_layout
 from .tables import (
     SIG_LEVEL,
     SIG_MARK,
@@ -57,8 +57,8 @@ def render_html(cfg: dict, table: str, agg: dict, mlflow: dict | None = None, te
                                                       ["Protocol", "Dataset", "IPC", "Test model"] + [_label(c) for c in columns])
                  + "</tr></thead>", "<tbody>"]
         for (d, ipc, model, protocol), cells in _grid(cfg, table, agg, key):
-            lines.append(f"<tr><td>{esc(protocol)}</td><td>{esc(d)}</td><td>{esc(ipc)}</td><td>{esc(net_label(model))}</td>"
-                         + "".join(td(c, key) for c in cells) + "</tr>")
+            lines.append(f"<tr><td>{esc(protocol)}</td><td>{esc(d)}</td><td>{esc(ipc_label(ipc))}</td>"
+                         f"<td>{esc(net_label(model))}</td>" + "".join(td(c, key) for c in cells) + "</tr>")
         return lines + ["</tbody>", "</table>"]
 
     out = [f"<h1>{esc(TABLE_TITLES[table])}</h1>",

@@ -11,6 +11,7 @@ import numpy as np
 
 from ..evaluate.names import net_labels
 from ..experiment import methods
+from ..experiment.grid import ipc_label, parse_ipc
 from ..io import atomic_path, read_json, write_json, write_text
 from . import compare, robust
 from .evidence import evidence
@@ -25,7 +26,7 @@ def render_diversity(cfg: dict, diversity: list[dict]) -> str:
     groups = defaultdict(list)
     for r in diversity:
         for ipc, m in r["ipc"].items():
-            groups[(r["dataset"], r["method"], ipc)].append(m)
+            groups[(r["dataset"], r["method"], parse_ipc(ipc))].append(m)
     # DM optimises pixels, one set per IPC: its sets are not measured here
     shown = [m for m in methods.names("selection", "generative") if m in cfg["tables"]["table1"]["methods"]]
     out = ["# Diversity and coverage of the distilled sets (Table 1's datasets)", "",
@@ -49,13 +50,19 @@ def render_diversity(cfg: dict, diversity: list[dict]) -> str:
                 vals = []
                 for m in shown:
                     # similarity is undefined (None) for sets with one image per class
-                    xs = np.array([scale * v[key] for v in groups.get((d, m, str(ipc)), []) if v.get(key) is not None])
+                    xs = np.array([scale * v[key] for v in groups.get((d, m, ipc), []) if v.get(key) is not None])
                     ddof = 1 if len(xs) > 1 else 0
                     digits = {"similarity": 3, "prdc_density": 2}.get(key, 1)  # fixed: a zero spread prints as 0
                     vals.append("–" if len(xs) == 0 else f"{xs.mean():.{digits}f} ± {xs.std(ddof=ddof):.{digits}f}")
-                rows.append([d, str(ipc), *vals])
+                rows.append([d, ipc_label(ipc), *vals])
         out += [f"## {title}", "", *markdown(["Dataset", "IPC", *(methods.label(m) for m in shown)], rows, 2), ""]
     return "\n".join(out)
+
+
+def _cell_key(text: str) -> tuple:
+    """A parents file's "dataset/method/ipc/model/protocol" as an aggregate key."""
+    d, m, ipc, model, protocol = text.split("/")
+    return d, m, parse_ipc(ipc), model, protocol
 
 
 def render_all(cfg: dict, result_paths: list[str], out_tables, out_metrics, out_plots,
@@ -74,7 +81,7 @@ def render_all(cfg: dict, result_paths: list[str], out_tables, out_metrics, out_
     mlflow = None
     if parents is not None:
         mlflow = {"experiment_id": parents["experiment_id"],
-                  "parents": {tuple(k.split("/")): v for k, v in parents["parents"].items()}}
+                  "parents": {_cell_key(k): v for k, v in parents["parents"].items()}}
     labels, nets = methods.labels(), net_labels()
     for ext, render in (("md", compare.render_markdown), ("tex", compare.render_latex), ("html", compare.render_html)):
         write_text(Path(out_tables) / f"comparisons.{ext}", render(compared, labels, nets))

@@ -27,7 +27,7 @@ import numpy as np
 
 from ..evaluate.protocols import HARD
 from ..experiment import methods
-from ..experiment.grid import FULL_IPC, protocols_of, table_layout
+from ..experiment.grid import ipc_label, protocols_of, table_layout
 from .compare import pairs_of
 from .stats import paired
 
@@ -67,7 +67,7 @@ def _score_values(score: str, m: str, agg: dict, row: tuple) -> dict[int, float]
     d, ipc, model = row
 
     def acc(method, protocol):
-        return _per_seed(agg.get((d, method, FULL_IPC if method == "full" else ipc, model, protocol)))
+        return _per_seed(agg.get((d, method, None if method == "full" else ipc, model, protocol)))
 
     if score == "lrs":
         full = acc("full", HARD)
@@ -133,7 +133,7 @@ def differences(cfg: dict, found: list[dict]) -> list[dict]:
     return out
 
 
-def parent_metrics(found: list[dict], dataset: str, method: str, ipc: str, model: str) -> dict[str, float]:
+def parent_metrics(found: list[dict], dataset: str, method: str, ipc: int | None, model: str) -> dict[str, float]:
     """A method's scores for its hard table-cell run: <score>_mean / _ci_low / _ci_high (defined values)."""
     out = {}
     for r in found:
@@ -169,10 +169,10 @@ def table_rows(found: list[dict], diffs: list[dict]) -> tuple[list[str], list[li
     from ..evaluate.names import net_label
 
     head = ["Table", "Dataset", "IPC", "Test model", "Score", "Method", "n", "Mean", "95% CI"]
-    rows = [[r["table"], r["dataset"], r["ipc"], net_label(r["model"]), SCORES[r["score"]], methods.label(r["method"]),
-             str(r["n"]), _f(r["mean"]), _ci(r["ci_low"], r["ci_high"])] for r in found]
+    rows = [[r["table"], r["dataset"], ipc_label(r["ipc"]), net_label(r["model"]), SCORES[r["score"]],
+             methods.label(r["method"]), str(r["n"]), _f(r["mean"]), _ci(r["ci_low"], r["ci_high"])] for r in found]
     dhead = ["Table", "Dataset", "IPC", "Test model", "Score", "Comparison", "n", "Δ", "95% CI", "p (paired t)", "MDD"]
-    drows = [[r["table"], r["dataset"], r["ipc"], net_label(r["model"]), SCORES[r["score"]],
+    drows = [[r["table"], r["dataset"], ipc_label(r["ipc"]), net_label(r["model"]), SCORES[r["score"]],
               f"{methods.label(r['a'])} − {methods.label(r['b'])}", str(r["n"]), _f(r["mean"], "+.3f"),
               _ci(r["ci_low"], r["ci_high"], "+.3f"), "n/a" if r["p"] is None else f"{r['p']:.2g}", _f(r["mdd"])]
              for r in diffs]
@@ -194,7 +194,7 @@ def metrics_tree(found: list[dict], diffs: list[dict]) -> dict:
     for r in found + diffs:
         name = r["method"] if "method" in r else f"{r['a']}-vs-{r['b']}"
         node = tree.setdefault(r["table"], {}).setdefault(r["dataset"], {}).setdefault(r["score"], {})
-        node.setdefault(name, {}).setdefault(f"ipc{r['ipc']}", {})[r["model"]] = {
+        node.setdefault(name, {}).setdefault(f"ipc{ipc_label(r['ipc'])}", {})[r["model"]] = {
             k: (None if r.get(k) is None else round(r[k], 4)) for k in ("mean", "ci_low", "ci_high", "p", "mdd")
             if k in r} | {"n": r["n"]}
     return tree

@@ -32,7 +32,7 @@ import numpy as np
 
 from ..evaluate.names import net_label
 from ..experiment import methods
-from ..experiment.grid import study_points
+from ..experiment.grid import ipc_label, parse_ipc, study_points
 from ..io import atomic_path, read_json, write_json, write_text
 from .compare import _p
 from .stats import pair_up, paired
@@ -58,13 +58,13 @@ def collect(results: list, diversity: list) -> dict:
     for path in results:
         r = read_json(path)
         c = r["cell"]
-        data[c["method"]][str(c["ipc"])]["test_acc"][(c["distill_seed"], c["seed"])] = r["test_acc"]
+        data[c["method"]][parse_ipc(c["ipc"])]["test_acc"][(c["distill_seed"], c["seed"])] = r["test_acc"]
     for path in diversity:
         r = read_json(path)
         for ipc, m in r["ipc"].items():
             for k, v in m.items():
                 if v is not None:
-                    data[r["method"]][str(ipc)][k][(r["distill_seed"], r["seed"])] = v
+                    data[r["method"]][parse_ipc(ipc)][k][(r["distill_seed"], r["seed"])] = v
     return data
 
 
@@ -106,7 +106,7 @@ def compute(cfg: dict, data: dict) -> dict:
     """{"points": [...], "contrasts": [...]} for every ipc: per point each measure's mean, std and n;
     per contrast and measure the ``stats.Paired`` fields in printed units and the pairing."""
     points, rows = [], []
-    for ipc in map(str, cfg["ipc"]):
+    for ipc in cfg["ipc"]:
         for p in study_points(cfg):
             runs = data.get(p["name"], {}).get(ipc, {})
             entry = {**p, "ipc": ipc, "label": _label(p)}
@@ -153,11 +153,13 @@ _FMT = {"test_acc": ".1f", "prdc_coverage": ".1f", "prdc_precision": ".1f", "prd
 def tables(cfg: dict, res: dict) -> dict[str, list[list[str]]]:
     """The study's two tables as rows of strings (header first): points and contrasts."""
     points = [["IPC", "Point", *(MEASURES[k][0] for k in MEASURES)]]
-    points += [[e["ipc"], e["label"], *(_mean_sd(e[k], _FMT[k]) for k in MEASURES)] for e in res["points"]]
+    points += [[ipc_label(e["ipc"]), e["label"], *(_mean_sd(e[k], _FMT[k]) for k in MEASURES)]
+               for e in res["points"]]
     contrast = [["IPC", "Contrast", "Kind", *(f"Δ {MEASURES[k][0]}" for k in CONTRAST_MEASURES), "pairing"]]
     for r in res["contrasts"]:
         how = next((r[k]["pairing"] for k in CONTRAST_MEASURES if r[k]), "–")
-        contrast.append([r["ipc"], r["label"], r["kind"], *(_diff(r[k], _FMT[k]) for k in CONTRAST_MEASURES), how])
+        contrast.append([ipc_label(r["ipc"]), r["label"], r["kind"],
+                         *(_diff(r[k], _FMT[k]) for k in CONTRAST_MEASURES), how])
     return {"points": points, "contrasts": contrast}
 
 
@@ -211,7 +213,7 @@ def figure(cfg: dict, res: dict, out_png, out_pdf) -> None:
     from .figures import NO_DATE
 
     st = cfg["study"]
-    ipcs = [str(i) for i in cfg["ipc"]]
+    ipcs = cfg["ipc"]
     longest = max(st["max_steps"])
     fig, axes = plt.subplots(2, len(ipcs), figsize=(8.5 * len(ipcs), 8), squeeze=False)
     colors = dict(zip(st["methods"], plt.rcParams["axes.prop_cycle"].by_key()["color"]))
@@ -248,11 +250,12 @@ def figure(cfg: dict, res: dict, out_png, out_pdf) -> None:
 
 
 def render(cfg: dict, results: list, diversity: list, out_dir) -> dict:
-    """Every study output under ``out_dir``: study.md, study.html, metrics.json, figure.png/pdf."""
+    """Every study output under ``out_dir``: study.md, study.html, metrics.json (ipc as text), figure.png/pdf."""
     out_dir = Path(out_dir)
     res = compute(cfg, collect(results, diversity))
     write_text(out_dir / "study.md", render_md(cfg, res))
     write_text(out_dir / "study.html", render_html(cfg, res))
-    write_json(out_dir / "metrics.json", res)
+    write_json(out_dir / "metrics.json", {part: [{**e, "ipc": ipc_label(e["ipc"])} for e in entries]
+                                          for part, entries in res.items()})
     figure(cfg, res, out_dir / "figure.png", out_dir / "figure.pdf")
     return res

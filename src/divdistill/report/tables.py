@@ -18,7 +18,7 @@ from ..baselines.reported import SOURCES, reported
 from ..evaluate import protocols
 from ..evaluate.names import net_label
 from ..experiment import methods
-from ..experiment.grid import FULL_IPC, protocols_of, seeds_for, table_layout
+from ..experiment.grid import ipc_label, protocols_of, seeds_for, table_layout
 from .writer import markdown
 
 TABLE_TITLES = {
@@ -84,7 +84,7 @@ def _cell(agg, d, column, ipc, model, protocol):
 
 
 def _key(d, m, ipc, model, protocol) -> tuple:
-    return (d, m, FULL_IPC if m == "full" else ipc, model, protocol)
+    return (d, m, None if m == "full" else ipc, model, protocol)
 
 
 def _fmt(a, key: str) -> str:
@@ -173,7 +173,7 @@ def _notes(cfg: dict, table: str, agg: dict, mark: str = SIG_MARK, lt: str = "<"
 
         parts = []
         for (d, ipc, model, protocol), r in tests.items():
-            where = f"{d} / IPC {ipc} / {net_label(model)} / {protocol}"
+            where = f"{d} / IPC {ipc_label(ipc)} / {net_label(model)} / {protocol}"
             parts.append(f"{where}: " + ("n/a" if r is None else summary(r, methods.labels())
                                          + (mark if r["p"] is not None and r["p"] < SIG_LEVEL else "")))
         notes.append(f"{mark} on Ours: the paired t-test of Ours against Minimax (runs paired by evaluation "
@@ -193,7 +193,7 @@ def render_markdown(cfg: dict, table: str, agg: dict, teachers: dict | None = No
         return (f"**{t}**" if c["best"] else t) + ("\\" + SIG_MARK if c["sig"] else "")
 
     def grid(key, cell=text):
-        return markdown(head, [[protocol, d, ipc, net_label(model), *(cell(c, key) for c in cells)]
+        return markdown(head, [[protocol, d, ipc_label(ipc), net_label(model), *(cell(c, key) for c in cells)]
                                for (d, ipc, model, protocol), cells in _grid(cfg, table, agg, key)], 4)
 
     def loss(c, _):
@@ -242,7 +242,7 @@ def render_latex(cfg: dict, table: str, agg: dict, teachers: dict | None = None)
             else:
                 v = f"${a['mean']:.1f}$" if a["std"] is None else f"${a['mean']:.1f} \\pm {a['std']:.1f}$"
             vals.append(v + (f"$^{{{SIG_MARK}}}$" if c["sig"] else ""))
-        lines.append(" & ".join([protocol, d, ipc, net_label(model)] + vals) + r" \\")
+        lines.append(" & ".join([protocol, d, ipc_label(ipc), net_label(model)] + vals) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}"]
     lines += [r"\par\footnotesize " + _tex_text(n).replace(REPORTED_MARK, r"$^\dagger$")
               for n in _notes(cfg, table, agg, mark=f"$^{{{SIG_MARK}}}$", lt="$<$", teachers=teachers)]
