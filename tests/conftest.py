@@ -79,7 +79,7 @@ def keyed(root) -> Path:
 # make test's two workers take whole files in collection order (Makefile: --dist loadfile
 # --no-loadscope-reorder): the longest first, so that neither worker is left with one at the end.
 LONGEST_FIRST = ("test_smoke_dag.py", "test_slurm.py", "test_faults.py", "test_trust.py", "test_workflow.py",
-                 "test_paper_scale.py", "test_fullsize.py")
+                 "test_paper_scale.py", "test_fullsize.py", "test_new_classes.py")
 
 
 def pytest_collection_modifyitems(items):

@@ -131,3 +131,46 @@ def test_dit_resume_is_exact_and_checks_config(latents, tmp_path):
     other = DiTConfig(**{**DIT, "lr": 1e-3}, steps=6)
     assert_same(weights(run(tmp_path / "dit.pt", c=other)), weights(run(None, c=other)))
     assert len([d for d in (tmp_path / "dit.pt").iterdir() if d.is_dir()]) == 2
+
+
+def test_fp32_attention_is_diffusers_processor_bit_for_bit_without_autocast():
+    """generator/attention.py: forward and gradients equal diffusers' AttnProcessor2_0's exactly in fp32."""
+    from diffusers.models.attention_processor import AttnProcessor2_0
+
+    from divdistill.generator.attention import Fp32Attention, default_attention, use_fp32_attention
+    from divdistill.generator.pretrain import build_dit
+
+    a, b = (build_dit(DiTConfig(**DIT), 4, 4, 4, seed=0).train() for _ in range(2))
+    use_fp32_attention(b)
+    assert all(isinstance(blk.attn1.processor, Fp32Attention) for blk in b.transformer_blocks)
+    g = torch.Generator().manual_seed(0)
+    z, t, y = torch.randn(6, 4, 4, 4, generator=g), torch.randint(0, 1000, (6,), generator=g), torch.arange(6) % 4
+    for model in (a, b):
+        torch.manual_seed(1)  # diffusers' label dropout draws from the global generator in train mode
+        model(z, timestep=t, class_labels=y).sample.square().mean().backward()
+    assert all(torch.equal(p.grad, q.grad) for p, q in zip(a.parameters(), b.parameters()))
+    default_attention(b)
+    assert all(type(blk.attn1.processor) is AttnProcessor2_0 for blk in b.transformer_blocks)
+
+
+def test_bf16_pretraining_takes_the_attention_product_in_fp32_and_returns_diffusers_processor(latents, monkeypatch):
+    """DiTConfig.precision "bf16": the matmuls in bf16 (autocast), the attention product's inputs fp32 (its
+    bf16 backward is the slow kernel on the CPU); the returned model samples with diffusers' processor."""
+    import torch.nn.functional as F
+    from diffusers.models.attention_processor import AttnProcessor2_0
+
+    seen, sdpa = [], F.scaled_dot_product_attention
+
+    def recording(q, k, v, *args, **kwargs):
+        seen.append((q.dtype, torch.is_autocast_enabled("cpu")))
+        return sdpa(q, k, v, *args, **kwargs)
+
+    monkeypatch.setattr(F, "scaled_dot_product_attention", recording)
+    log = []
+    dit = train_dit(*latents, num_classes=4, cfg=DiTConfig(**DIT, steps=40, precision="bf16"), seed=0,
+                    on_step=lambda s, m: log.append(m["loss"]), progress=False)
+    assert seen and set(seen) == {(torch.float32, False)}  # every product in fp32, outside autocast
+    assert sum(log[-8:]) < 0.8 * sum(log[:8])  # it learns
+    assert all(type(blk.attn1.processor) is AttnProcessor2_0 for blk in dit.transformer_blocks)
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # a linear inside the model runs in bf16
+        assert dit.transformer_blocks[0].attn1.to_q(torch.randn(2, 16)).dtype == torch.bfloat16

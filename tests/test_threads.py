@@ -9,7 +9,8 @@ import torch
 
 from divdistill.runtime import threads
 from divdistill.generator import pretrain
-from divdistill.generator.pretrain import DiTConfig, _same_bits, train_dit
+from divdistill.generator.pretrain import DiTConfig, train_dit
+from divdistill.runtime.threads import same_bits
 from divdistill.runtime.threads import IdleCores
 
 
@@ -90,7 +91,7 @@ def test_busy_seconds_include_this_process():
 
 
 def test_probe_compares_both_counts_and_leaves_the_run_as_it_was():
-    """_same_bits: the loss computed at both counts from one generator state; the state and the
+    """same_bits: the loss computed at both counts from one generator state; the state and the
     gradients are as before, so the next step draws what it would have drawn."""
     model = torch.nn.Linear(3, 1)
     gen = torch.Generator().manual_seed(0)
@@ -101,8 +102,8 @@ def test_probe_compares_both_counts_and_leaves_the_run_as_it_was():
 
     expected = torch.randn(4, 3, generator=torch.Generator().manual_seed(0))
     base = torch.get_num_threads()
-    assert _same_bits(model, loss_fn, gen, base, base + 1)
-    assert not _same_bits(model, lambda: loss_fn(lambda: 1e-3 * torch.get_num_threads()), gen, base, base + 1)
+    assert same_bits(model, loss_fn, gen, base, base + 1)
+    assert not same_bits(model, lambda: loss_fn(lambda: 1e-3 * torch.get_num_threads()), gen, base, base + 1)
     assert torch.get_num_threads() == base and all(p.grad is None for p in model.parameters())
     assert torch.equal(torch.randn(4, 3, generator=gen), expected)
 

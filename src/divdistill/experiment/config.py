@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import difflib
 import math
+import sys
 from pathlib import Path
 
 from ..baselines.reported import REPORTED_METHODS
 from ..data import folders
 from ..data.registry import BUILTIN, DATASETS
-from ..io import DamagedFile, read_yaml
+from ..io import DamagedFile, read_json, read_yaml
 from . import methods
 from .extensions import extension_errors, synthesis_errors
 from .grid import ConfigError, datasets_prepared, datasets_used
@@ -158,8 +159,6 @@ def folder_errors(cfg: dict) -> list[str]:
     """params.yaml's folder datasets that the run uses: everything wrong with their folders (each naming
     its path, data/folders.py), and a generator that knows their classes. Files that are not images are
     named on stderr and skipped."""
-    import sys
-
     errors, own = [], cfg.get("datasets") or {}
     errors += [f"datasets.{name}: the name of a built-in dataset; choose another" for name in own if name in BUILTIN]
     for name in [n for n in datasets_prepared(cfg) if n in own and n not in BUILTIN]:
@@ -178,17 +177,14 @@ def folder_errors(cfg: dict) -> list[str]:
 def _class_rows(cfg: dict, name: str) -> list[str]:
     """A folder's K classes take rows 0..K-1 of a generator pretrained on other classes (their labels,
     data/folders.py), the rows DiffFit fine-tunes (docs/protocol.md): the table must hold K rows."""
-    import json
-    import sys
-
     k = len(DATASETS[name].class_ids)
     if cfg["generator"]["pretrain"]:
         where, rows = f"pretrain.dataset {cfg['pretrain']['dataset']}", len(DATASETS[cfg["pretrain"]["dataset"]].class_ids)
     else:
         config = Path(cfg["generator"]["dit"]) / "config.json"
         try:
-            where, rows = f"generator.dit {config}", int(json.loads(config.read_text())["num_embeds_ada_norm"])
-        except (OSError, ValueError, KeyError, TypeError):
+            where, rows = f"generator.dit {config}", int(read_json(config)["num_embeds_ada_norm"])
+        except (OSError, ValueError, KeyError, TypeError):  # DamagedFile is a ValueError
             return []  # missing or damaged weights are named by missing_inputs, with how to obtain them
     if k > rows:
         return [f"datasets.{name}: {k} classes, but the generator's class table ({where}) holds {rows}"]

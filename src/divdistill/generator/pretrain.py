@@ -33,8 +33,10 @@ from torch.optim.swa_utils import get_ema_multi_avg_fn
 from tqdm import tqdm
 
 from ..io import Resumable, tensor_digest
+from ..runtime.device import dit_autocast
 from ..runtime.finite import require_finite
-from ..runtime.threads import IdleCores
+from ..runtime.threads import IdleCores, same_bits
+from .attention import default_attention, use_fp32_attention
 from .embedders import tie_embedders, untie_embedders
 from .latents import encode_posterior, to_model_range
 from .objective import diffusion_loss
@@ -72,6 +74,8 @@ class DiTConfig:
     # exact GELU: DiT-XL uses the tanh approximation, which is ~5x slower than erf on CPU (a quarter of
     # the demo DiT's time); the demo model is trained from scratch, so it can use either
     activation_fn: str = "gelu"
+    # the training forward's (runtime/device.py): "bf16" with the attention product in fp32 (attention.py)
+    precision: str | None = None  # 2.2x a step on the CPU (benchmarks/bench_kernels.py); None: bf16 on CUDA only
 
 
 # ----------------------------------------------------------------------------- shared training loop
@@ -119,7 +123,7 @@ def _train(model: torch.nn.Module, loss_fn: Callable[[], tuple[torch.Tensor, dic
     # is the demo's critical path, and the other core runs out of jobs before it ends
     own = torch.get_num_threads()
     on_cpu = next(model.parameters()).device.type == "cpu"
-    cores = IdleCores.for_job(own, lambda n: _same_bits(model, loss_fn, gen, own, n)) if on_cpu else None
+    cores = IdleCores.for_job(own, lambda n: same_bits(model, loss_fn, gen, own, n)) if on_cpu else None
     bar = tqdm(range(start, steps), desc=desc, file=sys.stderr, disable=not progress, leave=False,
                initial=start, total=steps)
     for step in bar:
@@ -144,25 +148,6 @@ def _train(model: torch.nn.Module, loss_fn: Callable[[], tuple[torch.Tensor, dic
         torch.set_num_threads(own)  # what follows (the sample grid) runs as the job asked
     model.eval()
     return ema
-
-
-def _same_bits(model: torch.nn.Module, loss_fn: Callable[[], tuple[torch.Tensor, dict]], gen: torch.Generator,
-               base: int, threads: int) -> bool:
-    """One loss and its gradients at ``base`` threads and at ``threads``, from the same generator
-    state: equal bit for bit? The run is left as it was (generator state, no gradients, the thread
-    count in use); ``loss_fn``'s forward must keep no state (no batch statistics)."""
-    in_use, state, results = torch.get_num_threads(), gen.get_state(), []
-    for n in (base, threads):
-        torch.set_num_threads(n)
-        gen.set_state(state)
-        model.zero_grad(set_to_none=True)
-        loss, _ = loss_fn()
-        loss.backward()
-        results.append([loss.detach(), *(p.grad for p in model.parameters() if p.grad is not None)])
-    torch.set_num_threads(in_use)
-    gen.set_state(state)
-    model.zero_grad(set_to_none=True)
-    return len(results[0]) == len(results[1]) and all(torch.equal(a, b) for a, b in zip(*results))
 
 
 def _build(cls, seed: int, **kwargs):
@@ -271,6 +256,8 @@ def train_dit(latents_mean: torch.Tensor, latents_std: torch.Tensor, labels: tor
     for block in model.transformer_blocks[1:]:
         block.norm1.emb.load_state_dict(emb0.state_dict())
     tie_embedders(model)
+    if cfg.precision == "bf16":
+        use_fp32_attention(model)  # bf16 matmuls, the attention product in fp32: 2.2x a step on the CPU
     sched = make_scheduler()
     gen = torch.Generator().manual_seed(seed)
 
@@ -282,8 +269,9 @@ def train_dit(latents_mean: torch.Tensor, latents_std: torch.Tensor, labels: tor
         y = torch.where(torch.rand(cfg.batch_size, generator=gen) < cfg.label_dropout, num_classes, labels[idx])
         z0, t, noise, y = z0.to(device), t.to(device), noise.to(device), y.to(device)
         z_t = sched.add_noise(z0, noise, t)
-        out = model(z_t, timestep=t, class_labels=y).sample  # (B, 2c, s, s): eps | variance
-        return diffusion_loss(out, z0, z_t, t, noise, sched)
+        with dit_autocast(z_t.device, cfg.precision):
+            out = model(z_t, timestep=t, class_labels=y).sample  # (B, 2c, s, s): eps | variance
+        return diffusion_loss(out.float(), z0, z_t, t, noise, sched)
 
     fingerprint = {"kind": "dit", "cfg": asdict(cfg), "seed": seed, "num_classes": num_classes,
                    "data": tensor_digest(latents_mean, latents_std, labels)}
@@ -292,5 +280,6 @@ def train_dit(latents_mean: torch.Tensor, latents_std: torch.Tensor, labels: tor
                  checkpoint_path=checkpoint_path, checkpoint_every=checkpoint_every, on_step=on_step, desc="dit",
                  progress=progress)
     untie_embedders(ema)  # identical copies again, so save_pretrained writes a plain diffusers model
+    default_attention(ema)  # and samples as a loaded one does
     _set_label_dropout(ema, default_p)  # as from_pretrained builds it (only active in train mode)
     return ema

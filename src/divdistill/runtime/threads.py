@@ -97,3 +97,24 @@ class IdleCores:
             verdict = "same bits: used when idle" if self.checked[n] else "other bits: never used"
             print(f"threads: {n} threads give {verdict}", file=sys.stderr)
         return self.checked[n]
+
+
+def same_bits(model: "torch.nn.Module", loss_fn: Callable[[], tuple], gen: "torch.Generator",  # noqa: F821
+               base: int, threads: int) -> bool:
+    """One loss and its gradients at ``base`` threads and at ``threads``, from the same generator
+    state: equal bit for bit? The run is left as it was (generator state, no gradients, the thread
+    count in use); ``loss_fn``'s forward must keep no state (no batch statistics)."""
+    import torch  # here: the Snakefile's onstart reads this module and never imports torch
+
+    in_use, state, results = torch.get_num_threads(), gen.get_state(), []
+    for n in (base, threads):
+        torch.set_num_threads(n)
+        gen.set_state(state)
+        model.zero_grad(set_to_none=True)
+        loss, _ = loss_fn()
+        loss.backward()
+        results.append([loss.detach(), *(p.grad for p in model.parameters() if p.grad is not None)])
+    torch.set_num_threads(in_use)
+    gen.set_state(state)
+    model.zero_grad(set_to_none=True)
+    return len(results[0]) == len(results[1]) and all(torch.equal(a, b) for a, b in zip(*results))
