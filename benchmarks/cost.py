@@ -124,9 +124,6 @@ def grid_jobs(cfg: dict, f: dict, n_train_pc: int, n_test_pc: int, mfu: dict) ->
     datasets = grid.datasets_used(cfg)
     ncls = {d: len(DATASETS[d].labels) for d in datasets}
     n_train = {d: n_train_pc * ncls[d] for d in datasets}
-    by_dataset = {d: [m for t in cfg["tables"].values() if d in t["datasets"] for m in t["methods"]] for d in datasets}
-    for _, _, m in grid.sweep_points(cfg):  # Figure 4 variants fine-tune and sample like their base method
-        by_dataset[cfg["sweeps"]["dataset"]].append(m)
     seeds, max_ipc = cfg["seeds"], max(cfg["ipc"])
     rows = []
 
@@ -139,33 +136,41 @@ def grid_jobs(cfg: dict, f: dict, n_train_pc: int, n_test_pc: int, mfu: dict) ->
         for parts, n in by_cost.items():
             rows.append({"type": kind, "jobs": n, "flop": sum(p[0] for p in parts), "s": secs(parts), "note": note})
 
+    # the jobs that make the evaluated sets, as the DAG plans them (experiment/jobsets.py)
+    up = jobsets.upstream_jobs(cfg)
+
+    def per_dataset(rule, keep=lambda job: True):
+        return Counter(job[0] for job in up[rule] if keep(job))
+
     ft = cfg["finetune"]
-    gen = lambda m: methods.get(names.base_method(m)).kind == "generative"  # noqa: E731
-    add("encode", {d: int(any(gen(m) for m in by_dataset[d])) for d in datasets},
-        lambda d: [(2 * n_train[d] * f["vae_enc"], "tf32", "vae")])
+    add("encode", per_dataset("encode"), lambda d: [(2 * n_train[d] * f["vae_enc"], "tf32", "vae")])
     # finetune.py: epochs x (N // batch) steps of `batch` images, one DiffFit forward+backward each
-    add("finetune", {d: len({m for m in by_dataset[d] if methods.get(names.base_method(m)).finetuned})
-                     * len(cfg["distill_seeds"])
-                     for d in datasets},
+    add("finetune", per_dataset("finetune"),
         lambda d: [(ft["epochs"] * (n_train[d] // ft["batch_size"]) * ft["batch_size"] * f["dit_train_difffit"],
                     "bf16", "dit_train")])
     sa = cfg["sample"]
     cfg_mult = 1 if sa["guidance"] == 1.0 else 2  # guided_output runs (cond | null) as one doubled batch
-    # one sampling job per (dataset, method, distill seed) draws every evaluation seed's set
-    add("sample", {d: sum(len(grid.distill_seeds_for(cfg, m)) for m in set(by_dataset[d]) if gen(m)) for d in datasets},
-        lambda d: [(len(seeds) * sa["steps"] * cfg_mult * max_ipc * ncls[d] * f["dit_fwd"], "bf16", "dit_sample"),
-                   (len(seeds) * max_ipc * ncls[d] * f["vae_dec"], "tf32", "vae")])
+
+    def sampling(ipc):  # every evaluation seed's set of ipc images a class: the full chain (D⁴M runs less)
+        return lambda d: [(len(seeds) * sa["steps"] * cfg_mult * ipc * ncls[d] * f["dit_fwd"], "bf16", "dit_sample"),
+                          (len(seeds) * ipc * ncls[d] * f["vae_dec"], "tf32", "vae")]
+    # one sampling job per (dataset, method, distill seed) draws every seed's set at the largest IPC; a
+    # k-means sampler (MGD³, D⁴M) one job per IPC
+    add("sample", per_dataset("sample"), sampling(max_ipc))
+    for ipc in cfg["ipc"]:
+        add(f"sample_per_ipc ipc{ipc}", per_dataset("sample_per_ipc", lambda job, ipc=ipc: job[3] == ipc), sampling(ipc))
     fe = cfg["baselines"]["features"]
-    feat_ds = {d: int(any(methods.get(names.base_method(m)).features for m in by_dataset[d])) for d in datasets}
     # train_feature_net: epochs over N_train, then one final "test" pass over the training images
-    add("features", feat_ds, lambda d: [((fe["epochs"] * f["feat_train"] + f["feat_fwd"]) * n_train[d],
-                                         "tf32", "convnet")])
-    # select (kcenter/herding): one job per method embeds the training images once for every seed
-    add("select (embed)", {d: len({m for m in by_dataset[d] if methods.get(names.base_method(m)).features}) for d in datasets},
-        lambda d: [(n_train[d] * f["feat_fwd"], "tf32", "convnet")])
+    add("features", per_dataset("features"), lambda d: [((fe["epochs"] * f["feat_train"] + f["feat_fwd"]) * n_train[d],
+                                                         "tf32", "convnet")])
+    # select: a rule with learned features (kcenter/herding) embeds the training images once for every seed;
+    # the others (random) do no GPU work
+    embeds = lambda job: methods.get(names.base_method(job[1])).features  # noqa: E731
+    add("select (embed)", per_dataset("select", embeds), lambda d: [(n_train[d] * f["feat_fwd"], "tf32", "convnet")])
+    add("select (no GPU)", per_dataset("select", lambda job: not embeds(job)), lambda d: [(0, "tf32", "convnet")])
     dm = cfg["synthesis"]["dm"]
     for ipc in cfg["ipc"]:
-        add(f"dm ipc{ipc}", {d: int("dm" in by_dataset[d]) * len(seeds) for d in datasets},
+        add(f"synthesize dm ipc{ipc}", per_dataset("synthesize", lambda job, ipc=ipc: job[1] == "dm" and job[2] == ipc),
             lambda d: [(dm["iterations"] * ncls[d] * (min(dm["batch_real"], n_train_pc) * f["dm_real"]
                                                       + ipc * f["dm_syn"]), "tf32", "dm")])
     # evaluation cells: the cost depends on (model, ipc, labels) only; soft labels add the teacher's forward
@@ -306,7 +311,7 @@ def main():
     chains = {"encode -> finetune -> sample -> evaluate":
               sum(longest.get(k, 0) for k in ("encode", "finetune", "sample")) + ev_distilled,
               "features -> select -> evaluate": sum(longest.get(k, 0) for k in ("features", "select")) + ev_distilled,
-              "dm -> evaluate": longest.get("dm", 0) + ev_distilled,
+              "synthesize -> evaluate": longest.get("synthesize", 0) + ev_distilled,
               "evaluate (full)": max((r["s"] for r in rows if "ipcall" in r["type"]), default=0) / 3600}
     crit_name, crit = max(chains.items(), key=lambda kv: kv[1])
     wall = max(tot_h / args.gpus, crit)
@@ -325,11 +330,11 @@ def main():
         cpu_only = sum(n for k, n in counts.items() if k != "total") - sum(mine.values())
         print("\nCross-check against `snakemake -n all --configfile ...` job stats "
               f"(snakemake total {counts.get('total')} = "
-              f"{sum(mine.values())} GPU jobs above + {cpu_only} without GPU work):")
+              f"{sum(mine.values())} jobs above + {cpu_only} without GPU work):")
         print("| rule | snakemake -n | this script | note |")
         print("|---|---:|---:|---|")
-        notes = {"select": "this script counts only kcenter/herding (random selection uses no GPU)",
-                 "prepare": "CPU (image decoding), no GPU FLOPs", "parents": "CPU (MLflow)", "render": "CPU",
+        notes = {"prepare": "CPU (image decoding), no GPU FLOPs", "parents": "CPU (MLflow)", "render": "CPU",
+                 "cost": "CPU (sums the jobs' benchmark records)",
                  "figure1": "one PCA of cached latents (+ VAE-encoding 3 x 500 images), negligible", "all": "target"}
         for rule, n in counts.items():
             if rule == "total":

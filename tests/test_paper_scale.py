@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from divdistill.experiment import config as dd
-from divdistill.experiment import grid, methods, names
+from divdistill.experiment import grid, jobsets, methods, names
 
 from .conftest import FASHION, ROOT, needs_fashion, planned_jobs, run
 
@@ -79,6 +79,8 @@ def test_paper_config_dry_run_enumerates_the_full_grid(paper_project):
                                         if methods.get(names.base_method(c.method)).finetuned})
         assert jobs["sample_per_ipc"] == len({(c.dataset, c.method, c.ipc, c.distill_seed) for c in grid.cells(cfg)
                                               if c.method in ("mgd3", "d4m")})
+        # experiment/jobsets.py lists the same upstream jobs (benchmarks/cost.py's counts)
+        assert all(jobs.get(rule, 0) == len(keys) for rule, keys in jobsets.upstream_jobs(cfg).items())
     assert not (paper_project / "results").exists() and not (paper_project / "mlflow.db").exists()
 
 

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from divdistill.experiment import config as dd
-from divdistill.experiment import grid, methods
+from divdistill.experiment import grid, jobsets, methods
 
 from .conftest import ROOT, needs_fashion, planned_jobs, run, use_config
 
@@ -29,6 +29,9 @@ def test_dry_run_has_one_evaluation_job_per_grid_cell(project, name):
                    for name, t in cfg["tables"].items())
     expected += sum(1 for *_, m in grid.sweep_points(cfg) if m != cfg["sweeps"]["method"])  # Figure 4's variants
     assert expected > 0 and len(grid.cells(cfg)) <= expected * len(cfg["ipc"]) * len(cfg["seeds"])
+    # the jobs that make the evaluated sets, as experiment/jobsets.py lists them (benchmarks/cost.py counts these)
+    assert {rule: len(keys) for rule, keys in jobsets.upstream_jobs(cfg).items()} == \
+        {rule: jobs.get(rule, 0) for rule in jobsets.upstream_jobs(cfg)}
 
 
 def test_a_fresh_clone_runs_the_demo(tmp_path):

@@ -3,13 +3,15 @@ grids and Figure 1 inputs are copied, pure functions of the configuration. The S
 inputs read them (workflow/rules/common.smk); nothing here lists a job a rule does not make.
 
     diversity_paths(cfg)  # Table 1's selected and generated sets, one diversity file per (distill_)seed
+    upstream_jobs(cfg)    # the jobs that make the evaluated sets, by rule (benchmarks/cost.py counts them)
 """
 
 from __future__ import annotations
 
 from . import methods
-from .grid import DISTILLED, DIVERSITY, FIGURES, SAMPLE_GRID, SAMPLE_GRID_PER_IPC, datasets_used, distill_seeds_for, distilled
-from .names import base_method
+from .grid import (DISTILLED, DIVERSITY, FIGURES, SAMPLE_GRID, SAMPLE_GRID_PER_IPC, cells, datasets_used, distill_seeds_for,
+                   distilled)
+from .names import base_method, finetuned_name
 
 
 def distilled_sets(cfg: dict, datasets, candidates) -> list[tuple]:
@@ -62,3 +64,34 @@ def figure1_sets(cfg: dict) -> dict[str, str]:
     f = figure1(cfg)
     return {m: distilled(f["dataset"], m, distill_seeds_for(cfg, m)[0], cfg["seeds"][0], max(cfg["ipc"]))
             for m in f["methods"]}
+
+
+def upstream_jobs(cfg: dict) -> dict[str, set[tuple]]:
+    """The jobs that make the sets the evaluation cells (tables and sweeps) read, and their inputs, by
+    rule, each job once as its wildcards: select (dataset, method), synthesize (dataset, method, ipc,
+    seed), sample (dataset, method, distill_seed), sample_per_ipc (... , ipc), finetune (dataset,
+    fine-tuned method, distill_seed), features and encode (dataset). What Snakemake's dry run plans for
+    them (tests/test_workflow.py compares the counts)."""
+    jobs: dict[str, set[tuple]] = {k: set() for k in ("select", "synthesize", "sample", "sample_per_ipc", "finetune",
+                                                     "features", "encode")}
+    for c in cells(cfg):
+        if c.method == "full":
+            continue
+        spec, d, m = methods.get(base_method(c.method)), c.dataset, c.method
+        if spec.kind == "selection":
+            jobs["select"].add((d, m))
+            jobs["features"].update([(d,)] if spec.features else [])
+        elif spec.kind == "synthesis":
+            jobs["synthesize"].update((d, m, c.ipc, s) for s in cfg["seeds"])
+        elif spec.kind == "generative":
+            jobs["sample_per_ipc" if spec.per_ipc else "sample"].add((d, m, c.distill_seed, *([c.ipc] if spec.per_ipc else [])))
+            tuned = finetuned_name(m)
+            jobs["finetune"].update([(d, tuned, c.distill_seed)] if tuned else [])
+            jobs["encode"].update([(d,)] if tuned or methods.SAMPLERS[spec.sampler].needs_real else [])
+    t1 = cfg["tables"]["table1"]  # the diversity jobs read the latents and the features of Table 1's datasets
+    if distilled_sets(cfg, t1["datasets"], t1["methods"]):
+        jobs["features"].update((d,) for d in t1["datasets"])
+        jobs["encode"].update((d,) for d in t1["datasets"])
+    if figure1(cfg)["methods"]:
+        jobs["encode"].add((figure1(cfg)["dataset"],))
+    return jobs
