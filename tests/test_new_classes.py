@@ -176,3 +176,39 @@ def test_the_dry_run_says_which_rows_a_folders_classes_take_and_refuses_too_many
             dd.check(cfg)
     finally:
         DATASETS.pop("mine", None)
+
+
+def test_a_pretrained_dit_folder_gives_its_table_rows(tmp_path, capsys):
+    """generator.pretrain false (paper scale): the table's rows are read from the DiT's config.json (a
+    pipeline root's transformer/); 3 classes fit DiT-XL/2's 1000, not a 2-row table."""
+    import json
+
+    from safetensors.torch import save_file
+
+    from divdistill.data import folders
+    from divdistill.data.registry import DATASETS
+    from divdistill.experiment import config as dd
+
+    from .conftest import ROOT
+
+    root = tmp_path / "three"
+    for name in ("a", "b", "c"):
+        (root / name).mkdir(parents=True)
+        Image.fromarray(np.zeros((8, 8), np.uint8)).save(root / name / "0.png")
+    dit = tmp_path / "DiT-XL-2-256" / "transformer"
+    dit.mkdir(parents=True)
+    cfg = dd.load(ROOT / "params.yaml")
+    cfg["generator"] = {**cfg["generator"], "pretrain": False, "dit": str(dit.parent)}
+    folders.register({"mine": {"root": str(root), "resolution": 32, "channels": 1}})
+    try:
+        assert dd._class_rows(cfg, "mine") == []  # no config.json yet: the missing weights are named elsewhere
+        (dit / "config.json").write_text(json.dumps({"num_embeds_ada_norm": 1000}))  # a pipeline root's transformer/
+        save_file({"w": torch.zeros(1)}, dit / "diffusion_pytorch_model.safetensors")  # weights, as a download's
+        assert dd._class_rows(cfg, "mine") == []
+        assert f"datasets.mine: its 3 classes take rows 0..2 of the generator's class table (generator.dit {dit}" \
+               in capsys.readouterr().err
+        (dit / "config.json").write_text(json.dumps({"num_embeds_ada_norm": 2}))
+        assert dd._class_rows(cfg, "mine") == [f"datasets.mine: 3 classes, but the generator's class table "
+                                               f"(generator.dit {dit}) holds 2"]
+    finally:
+        DATASETS.pop("mine", None)

@@ -16,7 +16,7 @@ from pathlib import Path
 from ..baselines.reported import REPORTED_METHODS
 from ..data import folders
 from ..data.registry import BUILTIN, DATASETS
-from ..io import DamagedFile, read_json, read_yaml
+from ..io import DamagedFile, read_yaml
 from . import methods
 from .extensions import extension_errors, synthesis_errors
 from .grid import ConfigError, datasets_prepared, datasets_used
@@ -181,10 +181,12 @@ def _class_rows(cfg: dict, name: str) -> list[str]:
     if cfg["generator"]["pretrain"]:
         where, rows = f"pretrain.dataset {cfg['pretrain']['dataset']}", len(DATASETS[cfg["pretrain"]["dataset"]].class_ids)
     else:
-        config = Path(cfg["generator"]["dit"]) / "config.json"
+        from ..generator.weights import locate, read_config
+
+        folder, _ = locate("dit", cfg["generator"]["dit"])  # a pipeline root or its transformer/
         try:
-            where, rows = f"generator.dit {config}", int(read_json(config)["num_embeds_ada_norm"])
-        except (OSError, ValueError, KeyError, TypeError):  # DamagedFile is a ValueError
+            where, rows = f"generator.dit {folder}", int(read_config(folder)["num_embeds_ada_norm"])
+        except (TypeError, ValueError, KeyError):  # DamagedFile is a ValueError
             return []  # missing or damaged weights are named by missing_inputs, with how to obtain them
     if k > rows:
         return [f"datasets.{name}: {k} classes, but the generator's class table ({where}) holds {rows}"]
