@@ -207,6 +207,10 @@ def test_three_runs_against_one_database_no_lock_no_duplicate_no_running(smoke):
     assert all(n >= 1 for n in before.values())
     finetunes_before = len(runs("finetune"))
 
+    tables = sorted(p for p in (project / "reports" / "tables").iterdir()
+                    if p.suffix in (".md", ".tex") and p.stem not in ("cost", "diversity"))  # cost: timings
+    rendered, written = {p.name: p.read_bytes() for p in tables}, {p.name: p.stat().st_mtime_ns for p in tables}
+    assert {"table1.md", "table1.tex", "comparisons.md"} <= set(rendered)
     logs = [first_log]
     good = (project / "params.yaml").read_text()
     bad = dd.load(project / "params.yaml")
@@ -231,6 +235,9 @@ def test_three_runs_against_one_database_no_lock_no_duplicate_no_running(smoke):
         assert "1e+39" not in cell.method  # the failed variant's evaluations never started
         after[cell] += 1
     assert {c: after[c] - before[c] for c in cells} == {c: 1 for c in cells}
+    # every evaluation computed again, same seeds: the tables are the first run's, byte for byte
+    assert all(p.stat().st_mtime_ns > written[p.name] for p in tables)  # rendered again from the new results
+    assert {p.name: p.read_bytes() for p in tables} == rendered
     # one failed fine-tuning run, ended FAILED; no run of any stage left RUNNING
     finetunes = runs("finetune")
     assert len(finetunes) == finetunes_before + 1
