@@ -11,7 +11,7 @@ ResNet-18 (the demo's widths), every protocol (hard, soft, hard-noaug, soft-noau
    and the teachers from the demo's Full job, the other nets in proportion to their cost at IPC 50.
 3. The other jobs' cost from a finished demo's benchmark records (``--demo``: its project folder), per
    job type, scaled where the shape changes a job's work: sampling by the largest IPC (one set of 50 a
-   seed serves IPC 10 and 20), per-IPC samplers and synthesis by the sum of IPCs.
+   seed serves IPC 10 and 20), per-IPC samplers and synthesis by the mean IPC (one job per IPC).
 4. Wall time on C cores: the larger of the work over C and the critical path (VAE and DiT pretraining,
    one fine-tuning, one sampling job, the longest evaluation job).
 
@@ -113,6 +113,7 @@ def main() -> None:
     jobs = planned_jobs()
     print("jobs in the shape:", dict(sorted(jobs.items())))
 
+    eval_seconds("convnet", 10, "soft", hp)  # warm-up: the first training in a process pays torch's lazy imports
     per_seed = {(n, k): statistics.median(eval_seconds(n, k, "hard", hp) for _ in range(2)) for n in NETS for k in IPCS}
     conv = {p: statistics.median(eval_seconds("convnet", 10, p, hp) for _ in range(2)) for p in PROTOCOLS}
     factor = {p: conv[p] / conv["hard"] for p in PROTOCOLS}

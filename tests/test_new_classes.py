@@ -100,12 +100,12 @@ def _verdicts(judge, dit, labels: torch.Tensor) -> torch.Tensor:
 
 @needs_fashion
 @pytest.mark.slow
+@pytest.mark.usefixtures("one_thread")
 def test_a_pretrained_dit_learns_a_folders_classes_in_the_rows_they_take(tmp_path):
     from divdistill.generator.pretrain import DiTConfig, train_dit
     from divdistill.generator.sample import make_scheduler
     from divdistill.method.finetune import FinetuneConfig, finetune
 
-    torch.set_num_threads(1)
     x, y = _fashion("train", OLD)
     z = to_latent(x)
     cfg = DiTConfig(num_layers=4, num_attention_heads=2, attention_head_dim=32, patch_size=4, steps=800,
@@ -174,6 +174,13 @@ def test_the_dry_run_says_which_rows_a_folders_classes_take_and_refuses_too_many
         with pytest.raises(ConfigError, match=r"datasets.mine: 11 classes, but the generator's class table "
                                               r"\(pretrain.dataset fashion-mnist\) holds 10"):
             dd.check(cfg)
+        cfg["datasets"]["mine"]["channels"] = 3  # RGB against a DiT pretrained on greyscale images
+        with pytest.raises(ConfigError, match=r"datasets.mine: 32 px, 3 channel\(s\), but the generator is "
+                                              r"pretrained on fashion-mnist at 32 px, 1 channel\(s\)"):
+            dd.check(cfg)
+        cfg["pretrain"]["dataset"] = "fashion-mnsit"  # a typo is named, not a KeyError
+        with pytest.raises(ConfigError, match="pretrain.dataset: unknown dataset 'fashion-mnsit'"):
+            dd.check(cfg)
     finally:
         DATASETS.pop("mine", None)
 
@@ -188,6 +195,7 @@ def test_a_pretrained_dit_folder_gives_its_table_rows(tmp_path, capsys):
     from divdistill.data import folders
     from divdistill.data.registry import DATASETS
     from divdistill.experiment import config as dd
+    from divdistill.experiment.folder_checks import class_rows
 
     from .conftest import ROOT
 
@@ -201,14 +209,14 @@ def test_a_pretrained_dit_folder_gives_its_table_rows(tmp_path, capsys):
     cfg["generator"] = {**cfg["generator"], "pretrain": False, "dit": str(dit.parent)}
     folders.register({"mine": {"root": str(root), "resolution": 32, "channels": 1}})
     try:
-        assert dd._class_rows(cfg, "mine") == []  # no config.json yet: the missing weights are named elsewhere
+        assert class_rows(cfg, "mine") == []  # no config.json yet: the missing weights are named elsewhere
         (dit / "config.json").write_text(json.dumps({"num_embeds_ada_norm": 1000}))  # a pipeline root's transformer/
         save_file({"w": torch.zeros(1)}, dit / "diffusion_pytorch_model.safetensors")  # weights, as a download's
-        assert dd._class_rows(cfg, "mine") == []
+        assert class_rows(cfg, "mine") == []
         assert f"datasets.mine: its 3 classes take rows 0..2 of the generator's class table (generator.dit {dit}" \
                in capsys.readouterr().err
         (dit / "config.json").write_text(json.dumps({"num_embeds_ada_norm": 2}))
-        assert dd._class_rows(cfg, "mine") == [f"datasets.mine: 3 classes, but the generator's class table "
+        assert class_rows(cfg, "mine") == [f"datasets.mine: 3 classes, but the generator's class table "
                                                f"(generator.dit {dit}) holds 2"]
     finally:
         DATASETS.pop("mine", None)

@@ -19,6 +19,7 @@ from ..data.registry import BUILTIN, DATASETS
 from ..io import DamagedFile, read_yaml
 from . import methods
 from .extensions import extension_errors, synthesis_errors
+from .folder_checks import folder_errors
 from .grid import ConfigError, datasets_prepared, datasets_used
 
 
@@ -131,10 +132,11 @@ def missing_inputs(cfg: dict) -> list[str]:
         from ..generator.weights import check_weights
 
         labels = sorted({y for name in datasets_prepared(cfg) for y in DATASETS[name].labels})
-        specs = [DATASETS[name] for name in datasets_prepared(cfg)]
-        problems += check_weights(gen["dit"], gen["vae"], gen["vae_decoder"], labels=labels,
-                                  resolution=specs[0].resolution if specs else None,
-                                  channels=specs[0].channels if specs else None)
+        shapes = sorted({(DATASETS[n].resolution, DATASETS[n].channels) for n in datasets_prepared(cfg)}) or [(None, None)]
+        for resolution, channels in shapes:  # every dataset's size and channels, a folder's too
+            found = check_weights(gen["dit"], gen["vae"], gen["vae_decoder"], labels=labels, resolution=resolution,
+                                  channels=channels)
+            problems += [p for p in found if p not in problems]
     return problems
 
 
@@ -153,47 +155,6 @@ def non_finite(obj, key: str = "") -> list[str]:
 def check_finite(cfg: dict) -> None:
     if errors := non_finite(cfg):
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(errors))
-
-
-def folder_errors(cfg: dict) -> list[str]:
-    """params.yaml's folder datasets that the run uses: everything wrong with their folders (each naming
-    its path, data/folders.py), and a generator that knows their classes. Files that are not images are
-    named on stderr and skipped."""
-    errors, own = [], cfg.get("datasets") or {}
-    errors += [f"datasets.{name}: the name of a built-in dataset; choose another" for name in own if name in BUILTIN]
-    for name in [n for n in datasets_prepared(cfg) if n in own and n not in BUILTIN]:
-        ipc = max(cfg["ipc"]) if cfg["ipc"] and name in datasets_used(cfg) else None
-        problems, notes = folders.check(name, own[name], ipc, cfg["data"]["split_seed"])
-        errors += [f"datasets.{name}: {p}" for p in problems]
-        for note in notes:
-            print(f"datasets.{name}: {note}", file=sys.stderr)
-        generative = any(name in t["datasets"] and methods.get(m).kind == "generative"
-                         for t in cfg["tables"].values() for m in t["methods"] if m in methods.names())
-        if generative and not (cfg["generator"]["pretrain"] and cfg["pretrain"]["dataset"] == name):
-            errors += _class_rows(cfg, name)
-    return errors
-
-
-def _class_rows(cfg: dict, name: str) -> list[str]:
-    """A folder's K classes take rows 0..K-1 of a generator pretrained on other classes (their labels,
-    data/folders.py), the rows DiffFit fine-tunes (docs/protocol.md): the table must hold K rows."""
-    k = len(DATASETS[name].class_ids)
-    if cfg["generator"]["pretrain"]:
-        where, rows = f"pretrain.dataset {cfg['pretrain']['dataset']}", len(DATASETS[cfg["pretrain"]["dataset"]].class_ids)
-    else:
-        from ..generator.weights import locate, read_config
-
-        folder, _ = locate("dit", cfg["generator"]["dit"])  # a pipeline root or its transformer/
-        try:
-            where, rows = f"generator.dit {folder}", int(read_config(folder)["num_embeds_ada_norm"])
-        except (TypeError, ValueError, KeyError):  # DamagedFile is a ValueError
-            return []  # missing or damaged weights are named by missing_inputs, with how to obtain them
-    if k > rows:
-        return [f"datasets.{name}: {k} classes, but the generator's class table ({where}) holds {rows}"]
-    print(f"datasets.{name}: its {k} classes take rows 0..{k - 1} of the generator's class table ({where}); "
-          "methods that fine-tune learn them, the pretrained DiT's own samples (e.g. dit, mgd3, d4m) are "
-          "conditioned on rows trained for other classes", file=sys.stderr)
-    return []
 
 
 def evaluate_errors(cfg: dict) -> list[str]:

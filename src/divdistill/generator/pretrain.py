@@ -74,8 +74,8 @@ class DiTConfig:
     # exact GELU: DiT-XL uses the tanh approximation, which is ~5x slower than erf on CPU (a quarter of
     # the demo DiT's time); the demo model is trained from scratch, so it can use either
     activation_fn: str = "gelu"
-    # the training forward's (runtime/device.py): "bf16" with the attention product in fp32 (attention.py)
-    precision: str | None = None  # 2.2x a step on the CPU (benchmarks/bench_kernels.py); None: bf16 on CUDA only
+    # the training forward's: "bf16" autocasts it, the attention product in fp32 (attention.py): 2.2x a
+    precision: str = "fp32"  # step on the CPU (benchmarks/bench_kernels.py), other results than fp32's
 
 
 # ----------------------------------------------------------------------------- shared training loop
