@@ -21,11 +21,7 @@ ResNet-18 (the demo's widths), every protocol (hard, soft, hard-noaug, soft-noau
 from __future__ import annotations
 
 import argparse
-import csv
-import re
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from collections import defaultdict
@@ -33,33 +29,37 @@ from pathlib import Path
 
 import torch
 import yaml
+from cost import ROOT, snakemake_counts  # benchmarks/cost.py: the dry run's job counts
 
-ROOT = Path(__file__).resolve().parents[1]
+from divdistill.evaluate import protocols
+from divdistill.experiment import config as dd
+from divdistill.experiment import grid
+from divdistill.io import read_tsv
+
 IPCS, NETS = (10, 20, 50), ("convnet", "resnetap10", "resnet18")
-PROTOCOLS = ("hard", "soft", "hard-noaug", "soft-noaug")
+PROTOCOLS = tuple(protocols.PROTOCOLS)  # every protocol
 CLASSES, TEST_IMAGES = 5, 1500
 
 
-def shape_config() -> dict:
-    cfg = yaml.safe_load((ROOT / "params.yaml").read_text())
+def shape_config(cfg: dict) -> dict:
+    """The shape, as a --configfile over params.yaml."""
     return {"ipc": list(IPCS), "evaluate": {"protocols": list(PROTOCOLS)},
             "tables": {name: {"models": list(NETS), "protocols": list(PROTOCOLS)} for name in cfg["tables"]}}
 
 
-def planned_jobs() -> dict[str, int]:
-    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
-        yaml.safe_dump(shape_config(), f)
-    out = subprocess.run([sys.executable, "-m", "snakemake", "-n", "all", "--configfile", f.name], cwd=ROOT, capture_output=True,
-                         text=True, check=True).stdout
-    Path(f.name).unlink()
-    table = out[out.index("Job stats:"):]
-    return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M)}
+def planned_jobs(cfg: dict) -> dict[str, int]:
+    with tempfile.TemporaryDirectory() as tmp:
+        configfile = Path(tmp) / "shape.yaml"
+        configfile.write_text(yaml.safe_dump(shape_config(cfg)))
+        jobs = snakemake_counts(configfile)
+    if jobs is None:
+        raise SystemExit("snakemake -n: could not run or parse it")
+    return jobs
 
 
-def eval_seconds(net: str, ipc: int, protocol: str, hp: dict) -> float:
+def eval_seconds(net: str, ipc: int, protocol: str, cfg: dict) -> float:
     """One seed's training and testing, as the evaluate job runs it."""
     from divdistill.data.augment import AugmentConfig
-    from divdistill.evaluate import protocols
     from divdistill.evaluate.nets import build_net
     from divdistill.evaluate.trainer import TrainConfig, seed_everything, train_and_test
 
@@ -68,8 +68,8 @@ def eval_seconds(net: str, ipc: int, protocol: str, hp: dict) -> float:
     y = torch.arange(CLASSES).repeat_interleave(ipc)
     tx = torch.randint(0, 256, (TEST_IMAGES, 1, 32, 32), generator=g, dtype=torch.uint8)
     ty = torch.randint(0, CLASSES, (TEST_IMAGES,), generator=g)
-    epochs = next(r["epochs"] for r in hp["epochs"] if ipc <= r["max_ipc"])
-    kw = protocols.resolve(hp, protocol, epochs)  # the trainer's settings, as the rules pass them
+    hp = cfg["evaluate"]
+    kw = protocols.resolve(hp, protocol, grid.epochs_for(cfg, ipc, protocol))  # the trainer's, as the rules pass them
     soft = kw.get("labels") == "soft"
     kw["augment"] = AugmentConfig(**kw["augment"])
     width = hp["nets"][net]
@@ -88,7 +88,7 @@ def demo_costs(demo: Path) -> dict[str, list[float]]:
     an evaluation of Full ``evaluate_full``, pretrain/vae.tsv ``pretrain_vae``)."""
     out = defaultdict(list)
     for tsv in (demo / "results" / "benchmarks").rglob("*.tsv"):
-        rows = list(csv.DictReader(tsv.open(), delimiter="\t"))
+        rows = read_tsv(tsv)
         parts = tsv.relative_to(demo / "results" / "benchmarks").parts
         kind = parts[0]
         if kind == "sample" and any(p.startswith("ipc") for p in parts):
@@ -108,24 +108,22 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    cfg = yaml.safe_load((ROOT / "params.yaml").read_text())
+    cfg = dd.load(ROOT / "params.yaml")
     hp = cfg["evaluate"]
-    jobs = planned_jobs()
+    jobs = planned_jobs(cfg)
     print("jobs in the shape:", dict(sorted(jobs.items())))
 
-    eval_seconds("convnet", 10, "soft", hp)  # warm-up: the first training in a process pays torch's lazy imports
-    per_seed = {(n, k): statistics.median(eval_seconds(n, k, "hard", hp) for _ in range(2)) for n in NETS for k in IPCS}
-    conv = {p: statistics.median(eval_seconds("convnet", 10, p, hp) for _ in range(2)) for p in PROTOCOLS}
+    eval_seconds("convnet", 10, "soft", cfg)  # warm-up: the first training in a process pays torch's lazy imports
+    per_seed = {(n, k): statistics.median(eval_seconds(n, k, "hard", cfg) for _ in range(2)) for n in NETS for k in IPCS}
+    conv = {p: statistics.median(eval_seconds("convnet", 10, p, cfg) for _ in range(2)) for p in PROTOCOLS}
     factor = {p: conv[p] / conv["hard"] for p in PROTOCOLS}
     print("\none seed, hard (s):", {f"{n} ipc{k}": round(v, 2) for (n, k), v in per_seed.items()})
     print("protocol / hard on ConvNet IPC 10:", {p: round(f, 2) for p, f in factor.items()})
 
     seeds, seeds_full = len(cfg["seeds"]), hp["seeds_full"]
-    # the distilled sets' evaluation cells: every table's (dataset, method) but Full, x IPC x net x protocol;
-    # the dry run's other evaluation jobs (the sweeps' and the study's points) at a cell's mean cost
-    sets = {(d, m) for t in cfg["tables"].values() for d in t["datasets"] for m in t["methods"] if m != "full"}
-    cells = len(sets) * len(NETS) * len(IPCS) * len(PROTOCOLS)
-    per_cell = sum(per_seed[n, k] * factor[p] * seeds for n in NETS for k in IPCS for p in PROTOCOLS) / (cells / len(sets))
+    # every evaluation job of the dry run (tables, sweeps) at the mean cost of a (net, IPC, protocol) cell
+    per_cell = (sum(per_seed[n, k] * factor[p] * seeds for n in NETS for k in IPCS for p in PROTOCOLS)
+                / (len(NETS) * len(IPCS) * len(PROTOCOLS)))
     # Full (hard, seeds_full seeds) and the teachers (one seed): the demo's ConvNet seed of Full, and the
     # other nets' in proportion to their measured cost at IPC 50 (the same images, more passes)
     done = demo_costs(args.demo)

@@ -22,9 +22,8 @@ import zlib
 from collections import Counter
 from pathlib import Path
 
-from .registry import BUILTIN, DATASETS, DatasetSpec
+from .registry import BUILTIN, DATASETS, IMAGE_SUFFIXES, DatasetSpec
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
 CLASS_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")  # usable in paths, tables and MLflow params
 CHECKED = "results/data/.checked/{name}.json"  # verdicts of the decode check, by path, size and mtime
 MODES = {1: "L", 3: "RGB"}
@@ -41,6 +40,17 @@ def layout(root: Path) -> dict[str, Path] | None:
     if (root / "train").is_dir() and (root / "val").is_dir():
         return {"train": root / "train", "test": root / "val"}
     return None
+
+
+def class_names(root) -> list[str]:
+    """The sorted class folders of a root (its train/ ones for a train/ + val/ root), without reading
+    their files: what the registry needs at every parse (``scan`` checks them)."""
+    root = Path(root)
+    lone = layout(root) is None and ((root / "train").is_dir() or (root / "val").is_dir())  # scan names it
+    folder = (layout(root) or {"train": root})["train"]
+    if lone or not folder.is_dir():
+        return []
+    return sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
 def scan(root) -> tuple[dict[str, dict[str, list[Path]]], list[Path], list[str]]:
@@ -113,10 +123,10 @@ def _undecodable(files: list[Path], cache: Path) -> list[str]:
         verdicts[str(f)] = {key: verdict}
         if verdict:
             bad.append(f"{f}: not a decodable image ({verdict})")
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_suffix(".tmp")
-    tmp.write_text(json.dumps(verdicts))
-    tmp.replace(cache)
+    if verdicts != seen:
+        from ..io import write_json
+
+        write_json(cache, verdicts)  # atomic, a temporary file of its own: parses may run at once
     return bad
 
 
@@ -166,8 +176,7 @@ def register(datasets: dict) -> None:
     for name, decl in (datasets or {}).items():
         if name in BUILTIN:
             continue
-        found, _, _ = scan(decl["root"])
-        classes = sorted(next(iter(found.values()), {}))
+        classes = class_names(decl["root"])
         DATASETS[name] = DatasetSpec(name, "folder", tuple(classes), tuple(range(len(classes))), tuple(classes),
                                      decl["resolution"], decl["channels"], f"folder {decl['root']}")
 

@@ -24,7 +24,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from ..io import atomic_dir, read_json, save_tensors, write_json
-from .registry import IMAGENET_RESOLUTION
+from .registry import IMAGE_SUFFIXES, IMAGENET_RESOLUTION
 
 if TYPE_CHECKING:
     from .registry import DatasetSpec
@@ -32,7 +32,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 RESOLUTION = IMAGENET_RESOLUTION
-IMAGE_SUFFIXES = {".jpeg", ".jpg", ".png"}  # ImageNet ships .JPEG (a few of them hold PNG or CMYK data)
 SPLITS = ("train", "test")
 FASTAI_RELEASES = {"imagewoof": "imagewoof2", "imagenette": "imagenette2"}  # no fastai release of ImageIDC
 IMAGENET_HOWTO = ("ImageNet train/val folders from https://image-net.org (ILSVRC2012), "

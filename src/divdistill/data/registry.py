@@ -11,6 +11,7 @@ from importlib import resources
 from pathlib import Path
 
 IMAGENET_RESOLUTION = 256  # DiT-XL/2-256's image side
+IMAGE_SUFFIXES = {".jpeg", ".jpg", ".png"}  # read by Pillow (ImageNet ships .JPEG, a few holding PNG or CMYK data)
 
 
 def read_class_list(name: str) -> tuple[tuple[str, ...], tuple[int, ...], tuple[str, ...]]:

@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import difflib
 import math
-import sys
 from pathlib import Path
 
 from ..baselines.reported import REPORTED_METHODS
 from ..data import folders
-from ..data.registry import BUILTIN, DATASETS
+from ..data.registry import DATASETS
 from ..io import DamagedFile, read_yaml
 from . import methods
 from .extensions import extension_errors, synthesis_errors

@@ -16,6 +16,7 @@ from ..data import folders
 from ..data.registry import BUILTIN, DATASETS
 from . import methods
 from .grid import datasets_prepared, datasets_used
+from .jobsets import in_a_table
 
 
 def folder_errors(cfg: dict) -> list[str]:
@@ -30,8 +31,7 @@ def folder_errors(cfg: dict) -> list[str]:
         errors += [f"datasets.{name}: {p}" for p in problems]
         for note in notes:
             print(f"datasets.{name}: {note}", file=sys.stderr)
-        generative = any(name in t["datasets"] and methods.get(m).kind == "generative"
-                         for t in cfg["tables"].values() for m in t["methods"] if m in methods.names())
+        generative = any(in_a_table(cfg, name, m) for m in methods.names("generative"))
         if generative and not (cfg["generator"]["pretrain"] and cfg["pretrain"]["dataset"] == name):
             errors += class_rows(cfg, name)
     return errors

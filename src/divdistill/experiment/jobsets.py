@@ -37,9 +37,8 @@ def diversity_paths(cfg: dict) -> list[str]:
 def diversity_sets(cfg: dict, dataset: str, method: str, distill_seed) -> list[str]:
     """The sets one diversity job measures: each seed's at the largest IPC (nested), or, seed-major, each
     seed's set of every IPC."""
-    if not methods.get(base_method(method)).per_ipc:
-        return [DISTILLED.format(dataset=dataset, method=method, distill_seed=distill_seed, seed=s) for s in cfg["seeds"]]
-    return [distilled(dataset, method, distill_seed, s, ipc) for s in cfg["seeds"] for ipc in cfg["ipc"]]
+    ipcs = cfg["ipc"] if methods.get(base_method(method)).per_ipc else [None]  # None: the one nested set
+    return [distilled(dataset, method, distill_seed, s, ipc) for s in cfg["seeds"] for ipc in ipcs]
 
 
 def sample_grids(cfg: dict) -> dict[str, str]:
@@ -92,6 +91,7 @@ def upstream_jobs(cfg: dict) -> dict[str, set[tuple]]:
     if distilled_sets(cfg, t1["datasets"], t1["methods"]):
         jobs["features"].update((d,) for d in t1["datasets"])
         jobs["encode"].update((d,) for d in t1["datasets"])
-    if figure1(cfg)["methods"]:
-        jobs["encode"].add((figure1(cfg)["dataset"],))
+    f1 = figure1(cfg)
+    if f1["methods"]:
+        jobs["encode"].add((f1["dataset"],))
     return jobs
